@@ -1,0 +1,70 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This doc fragment is PRIVATE to the kvm.snapshots collection.
+# It may change without notice; do not use it from other collections.
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+
+    # The connection options every module shares.
+    DOCUMENTATION = r'''
+options:
+  uri:
+    description:
+      - The libvirt connection URI.
+      - V(qemu:///system) talks to the libvirtd of the machine the module runs on (the hypervisor,
+        reached by Ansible over SSH or with C(delegate_to)).
+      - A remote URI such as V(qemu+ssh://root@hv1/system?keyfile=/root/.ssh/id_ed25519) lets the module
+        run on the controller, so the hypervisor needs no Python libvirt binding.
+    type: str
+    default: qemu:///system
+    aliases: [libvirt_uri]
+  connect_timeout:
+    description:
+      - Seconds to wait for the connection to libvirt before failing with a clear message instead of hanging.
+      - V(0) waits for ever.
+    type: int
+    default: 30
+requirements:
+  - libvirt-python (the Python binding of libvirt) for the Python that runs the module
+    (Debian/Ubuntu package C(python3-libvirt), or C(pip install libvirt-python)).
+notes:
+  - The module talks to libvirt through libvirt-python only; it never runs a shell or C(virsh).
+'''
+
+    # Batch options of the modules that act on many domains in one run.
+    BATCH = r'''
+options:
+  domain:
+    description:
+      - The libvirt name of the domain (virtual machine).
+      - Exactly one of O(domain) and O(domains) is required.
+    type: str
+  domains:
+    description:
+      - Batch mode. Names or shell globs (V(web-*)) of many domains, handled in one module run,
+        O(parallel) at a time.
+      - Each domain gets its own entry in RV(results); one domain's failure fails the task
+        but does not stop the others.
+      - A glob that matches nothing is reported in RV(unmatched), not an error.
+    type: list
+    elements: str
+  parallel:
+    description:
+      - In batch mode, how many domains are worked on at the same time.
+    type: int
+    default: 4
+'''
+
+    ATTRIBUTES = r'''
+attributes:
+  action_group:
+    description: Use C(group/kvm.snapshots.kvm) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - kvm.snapshots.kvm
+'''

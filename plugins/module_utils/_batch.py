@@ -1,0 +1,93 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the kvm.snapshots collection.
+# It may change without notice; do not use it from other collections.
+
+"""Batch mode: one module run acting on many domains, in parallel.
+
+One libvirt connection is shared by the worker threads (libvirt connections
+are thread-safe and libvirt-python releases the GIL during calls). A
+domain's failure is recorded in its own result and never stops the others.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import fnmatch
+import typing as t
+
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
+    LibvirtError,
+    SnapshotError,
+    describe,
+)
+
+BATCH_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    'domain': {'type': 'str'},
+    'domains': {'type': 'list', 'elements': 'str'},
+    'parallel': {'type': 'int', 'default': 4},
+}
+BATCH_MODULE_KWARGS: dict[str, t.Any] = {
+    'mutually_exclusive': [('domain', 'domains')],
+    'required_one_of': [('domain', 'domains')],
+}
+
+_GLOB_CHARS = frozenset('*?[')
+
+
+def is_glob(pattern: str) -> bool:
+    return any(c in _GLOB_CHARS for c in pattern)
+
+
+def resolve_domains(conn: t.Any, patterns: list[str]) -> tuple[list[str], list[str]]:
+    """Domain names for a list of names and shell globs, in the order given, without repeats.
+
+    A plain name is kept even when no such domain exists (its run then
+    reports that), a glob expands to the domains it matches. Returns the
+    names and the globs that matched nothing.
+    """
+    existing: list[str] | None = None
+    names: list[str] = []
+    unmatched: list[str] = []
+    for pattern in patterns:
+        if is_glob(pattern):
+            if existing is None:
+                existing = sorted(d.name() for d in conn.listAllDomains(0))
+            matches = fnmatch.filter(existing, pattern)
+            if not matches:
+                unmatched.append(pattern)
+            names.extend(m for m in matches if m not in names)
+        elif pattern not in names:
+            names.append(pattern)
+    return names, unmatched
+
+
+def run_parallel(names: list[str], work: t.Callable[[str], dict[str, t.Any]],
+                 parallel: int) -> list[dict[str, t.Any]]:
+    """``work(name)`` for every name, at most ``parallel`` at once; results in the order of ``names``.
+
+    An exception becomes ``{'domain': name, 'failed': True, 'changed': False, 'msg': ...}``.
+    """
+    def guarded(name: str) -> dict[str, t.Any]:
+        try:
+            result = work(name)
+        except SnapshotError as exc:
+            result = {'changed': False, 'failed': True, 'msg': exc.msg}
+        except LibvirtError as exc:
+            result = {'changed': False, 'failed': True, 'msg': describe(exc, f'Domain "{name}"')}
+        result.setdefault('failed', False)
+        return {'domain': name, **result}
+
+    if len(names) <= 1 or parallel <= 1:
+        return [guarded(name) for name in names]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(parallel, len(names))) as pool:
+        return list(pool.map(guarded, names))
+
+
+def batch_summary(results: list[dict[str, t.Any]]) -> tuple[bool, list[str]]:
+    """Whether anything changed, and the failed domains' messages."""
+    changed = any(r.get('changed') for r in results)
+    failures = [f'{r["domain"]}: {r["msg"]}' for r in results if r.get('failed')]
+    return changed, failures

@@ -1,0 +1,220 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the kvm.snapshots collection.
+# It may change without notice; do not use it from other collections.
+
+"""The libvirt connection wrapper and the error mapping shared by every module.
+
+``AnsibleLibvirtModule`` plays the role that ``AnsibleDockerClient`` plays in
+community.docker: it merges the common options into the argument spec,
+guards the ``libvirt`` import, opens (with a timeout) and closes the
+connection, and turns a ``libvirt.libvirtError`` into a message a person
+can act on.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    LIBVIRT_IMPORT_ERROR = None
+
+
+DEFAULT_URI = 'qemu:///system'
+
+COMMON_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    'uri': {'type': 'str', 'default': DEFAULT_URI, 'aliases': ['libvirt_uri']},
+    'connect_timeout': {'type': 'int', 'default': 30},
+}
+
+# libvirt error codes (virErrorNumber) this collection gives a meaning to.
+ERR_INTERNAL = 1
+ERR_INVALID_ARG = 8
+ERR_OPERATION_FAILED = 9
+ERR_XML_ERROR = 27
+ERR_XML_DETAIL = 35
+ERR_SYSTEM_ERROR = 38
+ERR_NO_DOMAIN = 42
+ERR_AUTH_FAILED = 45
+ERR_OPERATION_INVALID = 55
+ERR_CONFIG_UNSUPPORTED = 67
+ERR_OPERATION_TIMEOUT = 68
+ERR_NO_DOMAIN_SNAPSHOT = 72
+ERR_ARGUMENT_UNSUPPORTED = 74
+ERR_SNAPSHOT_REVERT_RISKY = 77
+ERR_OPERATION_UNSUPPORTED = 84
+ERR_AGENT_UNRESPONSIVE = 86
+ERR_XML_INVALID_SCHEMA = 92
+ERR_AGENT_UNSYNCED = 97
+
+# What to do about an error, keyed by libvirt error code.
+_HINTS: dict[int, str] = {
+    ERR_NO_DOMAIN: 'check the domain name with "virsh list --all" on that hypervisor',
+    ERR_NO_DOMAIN_SNAPSHOT: 'list the existing ones with kvm.snapshots.snapshot_info or "virsh snapshot-list"',
+    ERR_OPERATION_INVALID: 'the domain is not in a state that allows this (it may be busy, '
+                           'being migrated, or in the wrong power state)',
+    ERR_CONFIG_UNSUPPORTED: 'the domain configuration does not allow this kind of snapshot '
+                            '(internal snapshots need qcow2 disks; disk_only: true makes external ones)',
+    ERR_OPERATION_UNSUPPORTED: 'this libvirt/QEMU does not support the operation for this domain',
+    ERR_OPERATION_TIMEOUT: 'another job holds the domain; wait for it to finish and re-run',
+    ERR_SNAPSHOT_REVERT_RISKY: 'libvirt considers this revert risky; set force: true to revert anyway',
+    ERR_ARGUMENT_UNSUPPORTED: 'quiesce needs a guest agent channel '
+                              "(<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>)",
+    ERR_AGENT_UNRESPONSIVE: 'quiesce needs qemu-guest-agent running inside the guest; '
+                            'start it there, or leave quiesce off',
+    ERR_AGENT_UNSYNCED: 'the guest agent did not answer in time; check qemu-guest-agent inside the guest',
+    ERR_AUTH_FAILED: 'check the credentials for the libvirt URI',
+    ERR_XML_DETAIL: 'check the snapshot name and description',
+}
+
+
+class SnapshotError(Exception):
+    """An error with a message meant for the person running the playbook.
+
+    ``details`` are returned as extra keys of the failed result.
+    """
+
+    def __init__(self, msg: str, **details: t.Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+if libvirt is not None:
+    LibvirtError: type[Exception] = libvirt.libvirtError
+else:  # pragma: no cover - exercised only without the binding
+    class LibvirtError(Exception):  # type: ignore[no-redef]
+        """Stands in for libvirt.libvirtError when the binding is missing."""
+
+
+def error_code(exc: BaseException) -> int | None:
+    """Return the libvirt error code of an exception, or None."""
+    get = getattr(exc, 'get_error_code', None)
+    return get() if get else None
+
+
+def describe(exc: BaseException, action: str) -> str:
+    """Turn a libvirt error into one plain sentence: what failed, why, what to do."""
+    get_message = getattr(exc, 'get_error_message', None)
+    text = (get_message() if get_message else None) or str(exc)
+    code = error_code(exc)
+    msg = f'{action} failed: {text}'
+    hint = _HINTS.get(code) if code is not None else None
+    if hint:
+        msg += f' ({hint})'
+    if code is not None:
+        msg += f' [libvirt error {code}]'
+    return msg
+
+
+def _ignore_libvirt_error(_ctx: t.Any, _err: t.Any) -> None:
+    """Keep libvirt from printing errors on stderr: we report them ourselves."""
+
+
+class AnsibleLibvirtModule:
+    """AnsibleModule plus a libvirt connection for the kvm.snapshots modules."""
+
+    def __init__(self, argument_spec: dict[str, t.Any], **kwargs: t.Any) -> None:
+        spec = dict(COMMON_ARGUMENT_SPEC)
+        spec.update(argument_spec)
+        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.params = self.module.params
+        self.check_mode = self.module.check_mode
+        self.diff_mode = self.module._diff
+        self._conn: t.Any = None
+        if libvirt is None:
+            self.module.fail_json(
+                msg=missing_required_lib(
+                    'libvirt-python',
+                    reason=f'to talk to libvirt (the module ran with {sys.executable})',
+                ) + ' On Debian/Ubuntu install the package python3-libvirt, elsewhere '
+                    f'"{sys.executable} -m pip install libvirt-python" (it builds against libvirt-dev); '
+                    'or run the module from a machine that has it and reach the hypervisor '
+                    'with a remote uri such as qemu+ssh://root@hypervisor/system.',
+                exception=LIBVIRT_IMPORT_ERROR,
+            )
+        libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+
+    @property
+    def uri(self) -> str:
+        return self.params['uri']
+
+    @property
+    def conn(self) -> t.Any:
+        """The libvirt connection, opened on first use."""
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> t.Any:
+        timeout = self.params['connect_timeout']
+        outcome: dict[str, t.Any] = {}
+
+        def opener() -> None:
+            try:
+                outcome['conn'] = libvirt.open(self.uri)
+            except Exception as exc:  # handed to the calling thread
+                outcome['error'] = exc
+
+        worker = threading.Thread(target=opener, name='libvirt-open', daemon=True)
+        worker.start()
+        worker.join(timeout if timeout and timeout > 0 else None)
+        if worker.is_alive():
+            raise SnapshotError(
+                f'Could not connect to libvirt at {self.uri} within {timeout} seconds '
+                '(the host does not answer, or an SSH prompt is waiting for input); '
+                'check that libvirtd runs there and that the connection needs no interaction, '
+                'or raise connect_timeout.')
+        if 'error' in outcome:
+            raise SnapshotError(
+                describe(outcome['error'], f'Connecting to libvirt at {self.uri}')
+                + ' Check that libvirtd runs on the hypervisor and that this user may use the URI.')
+        return outcome['conn']
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except LibvirtError:
+                pass  # the daemon may already be gone; nothing is left to release
+            self._conn = None
+
+    def lookup_domain(self, name: str) -> t.Any:
+        """Return the domain called ``name`` or raise a SnapshotError saying it does not exist."""
+        try:
+            return self.conn.lookupByName(name)
+        except LibvirtError as exc:
+            if error_code(exc) == ERR_NO_DOMAIN:
+                raise SnapshotError(
+                    f'Domain "{name}" does not exist on {self.uri} '
+                    '(check the name with "virsh list --all" on that hypervisor).',
+                    domain=name) from None
+            raise SnapshotError(describe(exc, f'Looking up domain "{name}"'), domain=name) from None
+
+    def fail(self, exc: BaseException, **extra: t.Any) -> t.NoReturn:
+        """Fail the task with the message of ``exc`` and its traceback for -vvv."""
+        self.close()
+        if isinstance(exc, SnapshotError):
+            msg, details = exc.msg, exc.details
+        elif isinstance(exc, LibvirtError):
+            msg, details = describe(exc, 'libvirt call'), {}
+        else:
+            msg, details = f'Unexpected error: {exc.__class__.__name__}: {exc}', {}
+        details.update(extra)
+        self.module.fail_json(msg=msg, exception=traceback.format_exc(), **details)
+
+    def exit(self, **result: t.Any) -> t.NoReturn:
+        self.close()
+        self.module.exit_json(**result)

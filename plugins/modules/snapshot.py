@@ -1,0 +1,384 @@
+#!/usr/bin/python
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: snapshot
+short_description: Create or delete a named snapshot of a libvirt domain
+version_added: 0.1.0
+description:
+  - Takes a snapshot named O(name) of a KVM/QEMU domain, or deletes it: what C(virsh snapshot-create-as)
+    and C(virsh snapshot-delete) do, made idempotent, checkable and safe.
+  - A running domain gets a full snapshot (memory, CPU and disks, internal to its qcow2 images); the guest
+    is paused while its memory is written. A shut-off domain gets a disk snapshot.
+  - With O(disk_only=true) the snapshot is external and disk-only: libvirt switches every disk to a new
+    overlay file next to it (C(<image>.<snapshot name>)) and the guest is not paused.
+  - Acts on one domain (O(domain)) or on many in one run (O(domains), batch mode).
+author:
+  - kvm.snapshots contributors
+extends_documentation_fragment:
+  - kvm.snapshots._libvirt
+  - kvm.snapshots._libvirt.batch
+  - kvm.snapshots._libvirt.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Predicts RV(changed) and the snapshot that would be made; nothing is created or deleted.
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+    details:
+      - O(state=present) on an existing name changes nothing (only a different O(description) is updated).
+      - O(state=absent) on a missing name changes nothing.
+options:
+  name:
+    description:
+      - The snapshot name. Must not be empty, contain C(/) or start with C(.) (QEMU refuses those).
+      - Any other character is safe, the name is stored as XML text, never interpreted.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) takes the snapshot unless one of that name exists.
+      - V(absent) deletes it; its children are kept (attached to its parent) unless O(children=true).
+    type: str
+    choices: [present, absent]
+    default: present
+  description:
+    description:
+      - Free text stored with the snapshot. Any characters, stored exactly.
+      - When the snapshot exists with another description, the description is updated in place.
+      - Left out, an existing snapshot's description is not touched.
+    type: str
+  disk_only:
+    description:
+      - Take an external, disk-only snapshot (no memory state, no pause of the guest).
+      - Reverting to an external snapshot needs libvirt 9.9 or later; deleting one merges the overlay
+        back into its backing image.
+    type: bool
+    default: false
+  quiesce:
+    description:
+      - Freeze the guest's file systems through qemu-guest-agent while the snapshot is taken,
+        so the disks are consistent as after a clean sync.
+      - Needs O(disk_only=true), a running domain with a guest agent channel, and qemu-guest-agent
+        running in the guest; otherwise the task fails and nothing is made.
+    type: bool
+    default: false
+  children:
+    description:
+      - With O(state=absent), also delete every descendant of the snapshot.
+    type: bool
+    default: false
+notes:
+  - Internal snapshots (the default) need every disk of the domain in qcow2 format; a raw disk is named in the error.
+  - An internal snapshot of a domain that already has external snapshots is refused; libvirt before 11.0 can
+    lose data with that mix.
+  - Overlay files of external snapshots are made readable by their owner only when the module runs on the
+    hypervisor itself (a local O(uri)).
+seealso:
+  - module: kvm.snapshots.snapshot_info
+  - module: kvm.snapshots.snapshot_revert
+  - module: kvm.snapshots.snapshot_prune
+'''
+
+EXAMPLES = r'''
+- name: Take a snapshot of web1 before the upgrade
+  kvm.snapshots.snapshot:
+    domain: web1
+    name: pre-upgrade
+    description: Before the kernel upgrade of ticket OPS-1234
+
+- name: Take a disk-only snapshot with the file systems frozen by the guest agent
+  kvm.snapshots.snapshot:
+    domain: db1
+    name: pre-migration
+    disk_only: true
+    quiesce: true
+
+- name: Snapshot every web VM of this hypervisor in one task
+  kvm.snapshots.snapshot:
+    domains:
+      - web-*
+      - db1
+    name: nightly-2026-11-25
+    parallel: 8
+
+- name: Delete the snapshot and everything taken after it
+  kvm.snapshots.snapshot:
+    domain: web1
+    name: pre-upgrade
+    state: absent
+    children: true
+
+- name: Snapshot a VM on a remote hypervisor from the controller
+  kvm.snapshots.snapshot:
+    uri: qemu+ssh://root@hv1.example.com/system
+    domain: web1
+    name: pre-upgrade
+'''
+
+RETURN = r'''
+domain:
+  description: The domain worked on (single-domain mode).
+  returned: when O(domain) is given
+  type: str
+  sample: web1
+snapshot:
+  description:
+    - The snapshot after the task (for O(state=absent), the one that was deleted), in the format of
+      M(kvm.snapshots.snapshot_info). In check mode, what would be made.
+    - V(null) when there was nothing to delete.
+  returned: when O(domain) is given
+  type: dict
+  sample:
+    name: pre-upgrade
+    domain: web1
+    description: Before the kernel upgrade
+    state: running
+    creation_time: '2026-11-25T19:40:15Z'
+    creation_time_epoch: 1795635615
+    parent: null
+    children: []
+    current: true
+    location: internal
+    memory: internal
+    disks: [{name: vda, snapshot: internal, file: null}]
+deleted:
+  description: Names of the snapshots deleted (or that would be, in check mode).
+  returned: when O(domain) is given and O(state=absent)
+  type: list
+  elements: str
+  sample: [pre-upgrade, after-upgrade]
+results:
+  description: Batch mode, one entry a domain, in the order the domains were resolved.
+  returned: when O(domains) is given
+  type: list
+  elements: dict
+  sample:
+    - domain: web-1
+      changed: true
+      failed: false
+      snapshot: {name: nightly, location: internal}
+    - domain: web-2
+      changed: false
+      failed: true
+      msg: Domain "web-2" does not exist on qemu:///system
+unmatched:
+  description: Globs of O(domains) that matched no domain.
+  returned: when O(domains) is given
+  type: list
+  elements: str
+  sample: ['db-*']
+'''
+
+import os
+import typing as t
+from urllib.parse import urlsplit
+
+from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
+    BATCH_ARGUMENT_SPEC,
+    BATCH_MODULE_KWARGS,
+    batch_summary,
+    resolve_domains,
+    run_parallel,
+)
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
+    AnsibleLibvirtModule,
+    LibvirtError,
+    SnapshotError,
+    describe,
+)
+from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
+    CREATE_ATOMIC,
+    CREATE_CURRENT,
+    CREATE_DISK_ONLY,
+    CREATE_QUIESCE,
+    CREATE_REDEFINE,
+    DELETE_CHILDREN,
+    build_snapshot_xml,
+    check_internal_possible,
+    domain_state,
+    lookup_snapshot,
+    replace_description,
+    snapshot_facts,
+    summary,
+    validate_name,
+    validate_text,
+)
+
+
+class SnapshotManager:
+    """Brings one named snapshot of each domain to the state asked for."""
+
+    def __init__(self, client: AnsibleLibvirtModule) -> None:
+        self.client = client
+        self.params = client.params
+        self.name = validate_name(self.params['name'])
+        self.description = validate_text(self.params['description'])
+        if self.params['quiesce'] and not self.params['disk_only']:
+            raise SnapshotError('quiesce: true needs disk_only: true; QEMU freezes the guest file systems '
+                                'only for disk-only snapshots.')
+
+    def run(self) -> dict[str, t.Any]:
+        if self.params['domain'] is not None:
+            result = self.ensure(self.params['domain'])
+            return self._with_diff(result, result.pop('_before'), result.pop('_after'))
+        names, unmatched = resolve_domains(self.client.conn, self.params['domains'])
+        results = run_parallel(names, self.ensure, self.params['parallel'])
+        before = {r['domain']: r.pop('_before', None) for r in results}
+        after = {r['domain']: r.pop('_after', None) for r in results}
+        changed, failures = batch_summary(results)
+        if failures:
+            raise SnapshotError(f'{len(failures)} of {len(results)} domains failed: ' + '; '.join(failures),
+                                changed=changed, results=results, unmatched=unmatched)
+        return self._with_diff({'changed': changed, 'results': results, 'unmatched': unmatched}, before, after)
+
+    def _with_diff(self, result: dict[str, t.Any], before: t.Any, after: t.Any) -> dict[str, t.Any]:
+        if self.client.diff_mode:
+            result['diff'] = {'before': before, 'after': after}
+        return result
+
+    def ensure(self, domain: str) -> dict[str, t.Any]:
+        dom = self.client.lookup_domain(domain)
+        snap = lookup_snapshot(dom, self.name)
+        if self.params['state'] == 'present':
+            return self._present(dom, snap)
+        return self._absent(dom, snap)
+
+    # state=present
+
+    def _present(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
+        if snap is not None:
+            return self._update(dom, snap)
+        predicted = self._predict(dom)
+        if self.client.check_mode:
+            return {'changed': True, 'snapshot': predicted, '_before': summary(None), '_after': summary(predicted)}
+        facts = self._create(dom)
+        return {'changed': True, 'snapshot': facts, '_before': summary(None), '_after': summary(facts)}
+
+    def _predict(self, dom: t.Any) -> dict[str, t.Any]:
+        """The snapshot that would be made; raises where libvirt would refuse."""
+        disk_only = self.params['disk_only']
+        state = domain_state(dom)
+        if not disk_only:
+            check_internal_possible(dom)
+        elif self.params['quiesce'] and state != 'running':
+            raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
+                                'with qemu-guest-agent.', domain=dom.name())
+        if disk_only:
+            snap_state, memory = 'disk-snapshot', 'no'
+        elif state in ('running', 'paused'):
+            snap_state, memory = state, 'internal'
+        else:
+            snap_state, memory = 'shutoff', 'no'
+        return {
+            'name': self.name, 'domain': dom.name(), 'description': self.description,
+            'state': snap_state, 'creation_time': None, 'creation_time_epoch': None,
+            'parent': None, 'children': [], 'current': True,
+            'location': 'external' if disk_only else 'internal', 'memory': memory, 'disks': [],
+        }
+
+    def _create(self, dom: t.Any) -> dict[str, t.Any]:
+        flags = 0
+        if self.params['disk_only']:
+            flags |= CREATE_DISK_ONLY | CREATE_ATOMIC
+        if self.params['quiesce']:
+            flags |= CREATE_QUIESCE
+        xml = build_snapshot_xml(self.name, self.description, self.params['disk_only'])
+        try:
+            snap = dom.snapshotCreateXML(xml, flags)
+        except LibvirtError as exc:
+            # Another run may have made the same name meanwhile: one snapshot per name is the goal.
+            existing = lookup_snapshot(dom, self.name)
+            if existing is None:
+                raise SnapshotError(describe(exc, f'Creating snapshot "{self.name}" of domain "{dom.name()}"'),
+                                    domain=dom.name()) from None
+            return snapshot_facts(existing, dom.name())
+        facts = snapshot_facts(snap, dom.name())
+        if facts['location'] == 'external':
+            self._tighten_modes(facts)
+        return facts
+
+    def _tighten_modes(self, facts: dict[str, t.Any]) -> None:
+        """Overlays hold guest data: readable by their owner only (libvirt < 11.10 makes offline ones 0644)."""
+        if urlsplit(self.client.uri).hostname not in (None, '', 'localhost'):
+            return  # the files are on another machine
+        for disk in facts['disks']:
+            path = disk.get('file')
+            if disk.get('snapshot') == 'external' and path and os.path.isfile(path):
+                mode = os.stat(path).st_mode & 0o777
+                if mode & 0o077:
+                    os.chmod(path, mode & 0o700)
+
+    def _update(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
+        facts = snapshot_facts(snap, dom.name())
+        before = summary(facts)
+        result: dict[str, t.Any] = {'changed': False}
+        if self.params['disk_only'] != (facts['location'] == 'external'):
+            result['warnings'] = [f'Snapshot "{self.name}" of "{dom.name()}" exists as an {facts["location"]} '
+                                  'snapshot; disk_only does not change an existing snapshot.']
+        if self.description is not None and self.description != (facts['description'] or ''):
+            result['changed'] = True
+            if not self.client.check_mode:
+                flags = CREATE_REDEFINE | (CREATE_CURRENT if facts['current'] else 0)
+                xml = replace_description(snap.getXMLDesc(0), self.description)
+                try:
+                    dom.snapshotCreateXML(xml, flags)
+                except LibvirtError as exc:
+                    raise SnapshotError(describe(exc, f'Updating the description of snapshot "{self.name}"'),
+                                        domain=dom.name()) from None
+                facts = snapshot_facts(lookup_snapshot(dom, self.name), dom.name())
+            else:
+                facts = dict(facts, description=self.description)
+        result.update(snapshot=facts, _before=before, _after=summary(facts))
+        return result
+
+    # state=absent
+
+    def _absent(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
+        if snap is None:
+            return {'changed': False, 'snapshot': None, 'deleted': [], '_before': summary(None),
+                    '_after': summary(None)}
+        facts = snapshot_facts(snap, dom.name())
+        deleted = [self.name]
+        if self.params['children']:
+            deleted += sorted(c.getName() for c in snap.listAllChildren(1))  # 1: all descendants
+        if not self.client.check_mode:
+            try:
+                snap.delete(DELETE_CHILDREN if self.params['children'] else 0)
+            except LibvirtError as exc:
+                if lookup_snapshot(dom, self.name) is not None:
+                    raise SnapshotError(describe(exc, f'Deleting snapshot "{self.name}" of domain "{dom.name()}"'),
+                                        domain=dom.name()) from None
+                # gone meanwhile (another run deleted it): the goal is reached
+        return {'changed': True, 'snapshot': facts, 'deleted': deleted, '_before': summary(facts),
+                '_after': summary(None)}
+
+
+def main() -> None:
+    argument_spec = dict(
+        BATCH_ARGUMENT_SPEC,
+        name={'type': 'str', 'required': True},
+        state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent']},
+        description={'type': 'str'},
+        disk_only={'type': 'bool', 'default': False},
+        quiesce={'type': 'bool', 'default': False},
+        children={'type': 'bool', 'default': False},
+    )
+    client = AnsibleLibvirtModule(argument_spec, supports_check_mode=True, **BATCH_MODULE_KWARGS)
+    try:
+        result = SnapshotManager(client).run()
+    except (SnapshotError, LibvirtError) as exc:
+        client.fail(exc)
+    for warning in [w for r in result.get('results', [result]) for w in r.pop('warnings', [])]:
+        client.module.warn(warning)
+    client.exit(**result)
+
+
+if __name__ == '__main__':
+    main()
