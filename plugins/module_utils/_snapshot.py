@@ -15,9 +15,11 @@ reach the XML structure.
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import typing as t
 import xml.etree.ElementTree as ET
+from urllib.parse import urlsplit
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN_SNAPSHOT,
@@ -248,6 +250,46 @@ def check_internal_possible(dom: t.Any) -> None:
             'an internal snapshot on top of external overlays is refused because libvirt before 11.0 '
             'can lose data with that mix. Delete the external snapshots first, or use disk_only: true.',
             domain=name)
+
+
+def is_local_uri(uri: str) -> bool:
+    """Whether the URI names libvirt on this machine (so its files are this machine's files)."""
+    return urlsplit(uri).hostname in (None, '', 'localhost')
+
+
+def tighten_modes(facts: dict[str, t.Any]) -> None:
+    """Overlays hold guest data: readable by their owner only (libvirt < 11.10 makes offline ones 0644)."""
+    for disk in facts['disks']:
+        path = disk.get('file')
+        if disk.get('snapshot') == 'external' and path and os.path.isfile(path):
+            mode = os.stat(path).st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700)
+
+
+def create_snapshot(dom: t.Any, name: str, description: str | None = None, disk_only: bool = False,
+                    quiesce: bool = False, local: bool = True) -> tuple[dict[str, t.Any], bool]:
+    """Take snapshot ``name`` of ``dom``; returns its facts and whether this call made it.
+
+    When libvirt refuses because another run made the same name meanwhile,
+    that snapshot is returned: one snapshot per name is the goal.
+    ``local``: the module runs where the disks are, so overlay modes can be fixed.
+    """
+    flags = CREATE_DISK_ONLY | CREATE_ATOMIC if disk_only else 0
+    if quiesce:
+        flags |= CREATE_QUIESCE
+    try:
+        snap = dom.snapshotCreateXML(build_snapshot_xml(name, description, disk_only), flags)
+    except LibvirtError as exc:
+        existing = lookup_snapshot(dom, name)
+        if existing is None:
+            raise SnapshotError(describe(exc, f'Creating snapshot "{name}" of domain "{dom.name()}"'),
+                                domain=dom.name()) from None
+        return snapshot_facts(existing, dom.name()), False
+    facts = snapshot_facts(snap, dom.name())
+    if local and facts['location'] == 'external':
+        tighten_modes(facts)
+    return facts, True
 
 
 def summary(facts: dict[str, t.Any] | None) -> dict[str, t.Any]:

@@ -176,9 +176,7 @@ unmatched:
   sample: ['db-*']
 '''
 
-import os
 import typing as t
-from urllib.parse import urlsplit
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     BATCH_ARGUMENT_SPEC,
@@ -194,15 +192,13 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     describe,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
-    CREATE_ATOMIC,
     CREATE_CURRENT,
-    CREATE_DISK_ONLY,
-    CREATE_QUIESCE,
     CREATE_REDEFINE,
     DELETE_CHILDREN,
-    build_snapshot_xml,
     check_internal_possible,
+    create_snapshot,
     domain_state,
+    is_local_uri,
     lookup_snapshot,
     replace_description,
     snapshot_facts,
@@ -284,36 +280,9 @@ class SnapshotManager:
         }
 
     def _create(self, dom: t.Any) -> dict[str, t.Any]:
-        flags = 0
-        if self.params['disk_only']:
-            flags |= CREATE_DISK_ONLY | CREATE_ATOMIC
-        if self.params['quiesce']:
-            flags |= CREATE_QUIESCE
-        xml = build_snapshot_xml(self.name, self.description, self.params['disk_only'])
-        try:
-            snap = dom.snapshotCreateXML(xml, flags)
-        except LibvirtError as exc:
-            # Another run may have made the same name meanwhile: one snapshot per name is the goal.
-            existing = lookup_snapshot(dom, self.name)
-            if existing is None:
-                raise SnapshotError(describe(exc, f'Creating snapshot "{self.name}" of domain "{dom.name()}"'),
-                                    domain=dom.name()) from None
-            return snapshot_facts(existing, dom.name())
-        facts = snapshot_facts(snap, dom.name())
-        if facts['location'] == 'external':
-            self._tighten_modes(facts)
+        facts, _made = create_snapshot(dom, self.name, self.description, self.params['disk_only'],
+                                       self.params['quiesce'], is_local_uri(self.client.uri))
         return facts
-
-    def _tighten_modes(self, facts: dict[str, t.Any]) -> None:
-        """Overlays hold guest data: readable by their owner only (libvirt < 11.10 makes offline ones 0644)."""
-        if urlsplit(self.client.uri).hostname not in (None, '', 'localhost'):
-            return  # the files are on another machine
-        for disk in facts['disks']:
-            path = disk.get('file')
-            if disk.get('snapshot') == 'external' and path and os.path.isfile(path):
-                mode = os.stat(path).st_mode & 0o777
-                if mode & 0o077:
-                    os.chmod(path, mode & 0o700)
 
     def _update(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
         facts = snapshot_facts(snap, dom.name())

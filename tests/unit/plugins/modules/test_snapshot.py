@@ -1,0 +1,294 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""kvm.snapshots.snapshot against libvirt's test driver, checked with libvirt directly."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+
+from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt
+from ansible_collections.kvm.snapshots.plugins.modules import snapshot
+
+
+def names(dom):
+    return sorted(s.getName() for s in dom.listAllSnapshots(0))
+
+
+def stored_xml(dom, name):
+    return ET.fromstring(dom.snapshotLookupByName(name, 0).getXMLDesc(0))
+
+
+@pytest.mark.parametrize('state, snap_state, memory', [
+    ('running', 'running', 'internal'),
+    ('paused', 'paused', 'internal'),
+    ('shutoff', 'shutoff', 'no'),
+])
+def test_create_check_real_check_real(run_module, make_domain, state, snap_state, memory):
+    dom = make_domain(state)
+    args = {'domain': dom.name(), 'name': 'pre-change', 'description': 'before the change'}
+
+    predicted = run_module(snapshot, args, check=True, diff=True)
+    assert predicted['changed'] is True
+    assert predicted['snapshot']['state'] == snap_state
+    assert predicted['diff'] == {'before': {'state': 'absent'},
+                                 'after': {'state': 'present', 'name': 'pre-change',
+                                           'description': 'before the change', 'location': 'internal'}}
+    assert names(dom) == []
+
+    made = run_module(snapshot, args)
+    assert made['changed'] is True
+    assert names(dom) == ['pre-change']
+    xml = stored_xml(dom, 'pre-change')
+    assert xml.findtext('state') == snap_state
+    assert xml.findtext('description') == 'before the change'
+    assert made['snapshot']['state'] == snap_state
+    assert made['snapshot']['memory'] == memory
+    assert made['snapshot']['current'] is True
+    assert dom.snapshotCurrent(0).getName() == 'pre-change'
+
+    assert run_module(snapshot, args, check=True)['changed'] is False
+    again = run_module(snapshot, args, diff=True)
+    assert again['changed'] is False
+    assert again['diff']['before'] == again['diff']['after']
+    assert names(dom) == ['pre-change']
+
+
+def test_description_is_updated_in_place(run_module, make_domain):
+    dom = make_domain('running')
+    run_module(snapshot, {'domain': dom.name(), 'name': 's1', 'description': 'old'})
+    created = dom.snapshotLookupByName('s1', 0).getXMLDesc(0)
+    args = {'domain': dom.name(), 'name': 's1', 'description': 'new'}
+
+    checked = run_module(snapshot, args, check=True, diff=True)
+    assert checked['changed'] is True
+    assert checked['diff']['before']['description'] == 'old'
+    assert checked['diff']['after']['description'] == 'new'
+    assert stored_xml(dom, 's1').findtext('description') == 'old'
+
+    assert run_module(snapshot, args)['changed'] is True
+    after = stored_xml(dom, 's1')
+    assert after.findtext('description') == 'new'
+    # Only the description changed: same creation time, still current, same saved state.
+    assert after.findtext('creationTime') == ET.fromstring(created).findtext('creationTime')
+    assert dom.snapshotCurrent(0).getName() == 's1'
+    assert run_module(snapshot, args)['changed'] is False
+    # Leaving the description out never touches it.
+    assert run_module(snapshot, {'domain': dom.name(), 'name': 's1'})['changed'] is False
+    assert stored_xml(dom, 's1').findtext('description') == 'new'
+
+
+HOSTILE = [
+    'a<b>&c"d\'e',
+    ']]><evil/>',
+    'naïve snapshot ☃ 快照',
+    '$(touch /tmp/pwned); `id` | rm -rf /',
+]
+
+
+@pytest.mark.parametrize('text', HOSTILE)
+def test_hostile_names_and_descriptions_round_trip(run_module, make_domain, text):
+    dom = make_domain('running')
+    name = text.replace('/', '|')  # "/" is refused in names (see test_bad_names...), welcome in descriptions
+    description = text + '\n  second line </description><memory snapshot="external" file="/tmp/x"/>'
+    result = run_module(snapshot, {'domain': dom.name(), 'name': name, 'description': description})
+    assert result['snapshot']['name'] == name
+    assert result['snapshot']['description'] == description
+    xml = stored_xml(dom, name)
+    assert xml.findtext('name') == name
+    assert xml.findtext('description') == description
+    # Nothing was injected into the structure of the snapshot XML.
+    assert xml.find('memory') is None or xml.find('memory').get('file') != '/tmp/x'
+    assert run_module(snapshot, {'domain': dom.name(), 'name': name, 'description': description})['changed'] is False
+
+
+@pytest.mark.parametrize('bad, words', [
+    ('', 'must not be empty'),
+    ('   ', 'must not be empty'),
+    ('a/b', 'contains "/"'),
+    ('.hidden', 'starts with "."'),
+    ('tab\there', 'control characters'),
+    ('new\nline', 'control characters'),
+])
+def test_bad_names_fail_and_change_nothing(run_failing, make_domain, bad, words):
+    dom = make_domain('running')
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': bad})
+    assert words in failed['msg']
+    assert 'Traceback' not in failed['msg']
+    assert names(dom) == []
+
+
+def test_description_with_control_characters_is_refused(run_failing, run_module, make_domain):
+    dom = make_domain('running')
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 'ok', 'description': 'bell\x07'})
+    assert 'control characters' in failed['msg']
+    assert names(dom) == []
+
+
+def test_raw_disk_names_the_disk_and_changes_nothing(run_failing, run_module, make_domain):
+    dom = make_domain('running', fmt='raw')
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's'})
+    msg = failed['msg']
+    assert 'disk vda' in msg and 'raw' in msg and 'qcow2' in msg and 'disk_only: true' in msg
+    assert names(dom) == []
+
+
+def test_unknown_domain(run_failing, run_module):
+    failed = run_failing(snapshot, {'domain': 'no-such-domain', 'name': 's'})
+    assert failed['msg'].startswith('Domain "no-such-domain" does not exist on test:///default')
+
+
+def test_quiesce_needs_disk_only(run_failing, run_module, make_domain):
+    dom = make_domain('running')
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's', 'quiesce': True})
+    assert 'quiesce: true needs disk_only: true' in failed['msg']
+    assert names(dom) == []
+
+
+def test_quiesce_needs_a_running_domain(run_failing, run_module, make_domain):
+    dom = make_domain('shutoff')
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's', 'quiesce': True, 'disk_only': True})
+    assert 'is shutoff; quiesce needs a running guest' in failed['msg']
+    assert names(dom) == []
+
+
+def test_delete_keeps_children_unless_asked(run_module, make_domain):
+    dom = make_domain('running')
+    for name in ('a', 'b', 'c'):
+        run_module(snapshot, {'domain': dom.name(), 'name': name})
+    # a <- b <- c: deleting b re-attaches c to a
+    args = {'domain': dom.name(), 'name': 'b', 'state': 'absent'}
+    checked = run_module(snapshot, args, check=True, diff=True)
+    assert checked['changed'] is True and checked['deleted'] == ['b']
+    assert checked['diff'] == {'before': {'state': 'present', 'name': 'b', 'description': None,
+                                          'location': 'internal'}, 'after': {'state': 'absent'}}
+    assert names(dom) == ['a', 'b', 'c']
+
+    assert run_module(snapshot, args)['deleted'] == ['b']
+    assert names(dom) == ['a', 'c']
+    assert dom.snapshotLookupByName('c', 0).getParent(0).getName() == 'a'
+    again = run_module(snapshot, args)
+    assert again['changed'] is False and again['deleted'] == [] and again['snapshot'] is None
+
+
+def test_delete_with_children(run_module, make_domain):
+    dom = make_domain('running')
+    for name in ('root', 'mid', 'leaf'):
+        run_module(snapshot, {'domain': dom.name(), 'name': name})
+    args = {'domain': dom.name(), 'name': 'mid', 'state': 'absent', 'children': True}
+    assert run_module(snapshot, args, check=True)['deleted'] == ['leaf', 'mid'] or \
+        sorted(run_module(snapshot, args, check=True)['deleted']) == ['leaf', 'mid']
+    assert names(dom) == ['leaf', 'mid', 'root']
+    result = run_module(snapshot, args)
+    assert sorted(result['deleted']) == ['leaf', 'mid']
+    assert names(dom) == ['root']
+
+
+def test_batch_globs_and_failure_isolation(run_failing, run_module, make_domain):
+    doms = [make_domain('running', prefix='batchweb') for _ in range(3)]
+    args = {'domains': ['batchweb-*', 'missing-vm', 'nomatch-*'], 'name': 'nightly', 'parallel': 2}
+    failed = run_failing(snapshot, args)
+    result = failed
+    assert result['changed'] is True
+    assert '1 of 4 domains failed' in result['msg']
+    by_domain = {r['domain']: r for r in result['results']}
+    assert by_domain['missing-vm']['failed'] is True
+    assert 'does not exist' in by_domain['missing-vm']['msg']
+    assert result['unmatched'] == ['nomatch-*']
+    for dom in doms:
+        assert by_domain[dom.name()]['changed'] is True
+        assert by_domain[dom.name()]['snapshot']['name'] == 'nightly'
+        assert names(dom) == ['nightly']
+
+    ok = run_module(snapshot, {'domains': ['batchweb-*'], 'name': 'nightly'})
+    assert ok['changed'] is False
+    assert [r['changed'] for r in ok['results']] == [False, False, False]
+
+
+class _ExternalCapable:
+    """A test-driver domain that also records disk-only creation (the test driver rejects DISK_ONLY)."""
+
+    def __init__(self, dom):
+        self._dom = dom
+        self.calls = []
+
+    def __getattr__(self, attr):
+        return getattr(self._dom, attr)
+
+    def snapshotCreateXML(self, xml, flags):
+        self.calls.append((xml, flags))
+        if flags & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY:
+            # record as the driver would, through REDEFINE of an external snapshot
+            root = ET.fromstring(xml)
+            disks = ET.SubElement(root, 'disks')
+            ET.SubElement(ET.SubElement(disks, 'disk', name='vda', snapshot='external'),
+                          'source', file='/guest/overlay')
+            ET.SubElement(root, 'state').text = 'disk-snapshot'
+            ET.SubElement(root, 'creationTime').text = '1795635615'
+            root.append(ET.fromstring(self._dom.XMLDesc(0)))
+            return self._dom.snapshotCreateXML(ET.tostring(root, encoding='unicode'),
+                                               libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+        return self._dom.snapshotCreateXML(xml, flags)
+
+
+def test_disk_only_and_quiesce_flags(run_failing, run_module, make_domain, monkeypatch, conn):
+    dom = make_domain('running')
+    proxy = _ExternalCapable(dom)
+    monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'lookup_domain', lambda self, name: proxy)
+    result = run_module(snapshot, {'domain': dom.name(), 'name': 'ext', 'disk_only': True, 'quiesce': True})
+    xml, flags = proxy.calls[0]
+    assert flags == (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+                     | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE)
+    assert ET.fromstring(xml).find('memory').get('snapshot') == 'no'
+    assert result['snapshot']['location'] == 'external'
+    assert result['snapshot']['disks'] == [{'name': 'vda', 'snapshot': 'external', 'file': '/guest/overlay'}]
+
+    # An internal snapshot on top of the external one is refused: the mix libvirt < 11.0 loses data in.
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 'internal-on-top'})
+    assert 'external (disk-only) snapshots (ext)' in failed['msg']
+    assert 'can lose data' in failed['msg']
+    assert names(dom) == ['ext']
+
+
+def test_missing_libvirt_binding_names_the_interpreter(run_failing, run_module, monkeypatch):
+    monkeypatch.setattr(_libvirt, 'libvirt', None)
+    monkeypatch.setattr(_libvirt, 'LIBVIRT_IMPORT_ERROR', 'ModuleNotFoundError: No module named libvirt')
+    failed = run_failing(snapshot, {'domain': 'x', 'name': 's'})
+    msg = failed['msg']
+    import sys
+    assert sys.executable in msg
+    assert 'python3-libvirt' in msg and 'pip install libvirt-python' in msg
+
+
+def test_unreachable_uri_is_a_clear_error(run_failing, run_module):
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    failed = run_failing(snapshot, {'domain': 'x', 'name': 's', 'uri': f'qemu+tcp://127.0.0.1:{port}/system'})
+    msg = failed['msg']
+    assert msg.startswith(f'Connecting to libvirt at qemu+tcp://127.0.0.1:{port}/system failed')
+    assert 'Check that libvirtd runs' in msg
+
+
+def test_silent_uri_times_out(run_failing, run_module):
+    """A peer that accepts the connection and never answers: fail after connect_timeout, do not hang."""
+    server = socket.socket()
+    server.bind(('127.0.0.1', 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    accepted = []
+    thread = threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True)
+    thread.start()
+    try:
+        failed = run_failing(snapshot, {'domain': 'x', 'name': 's', 'connect_timeout': 1,
+                                  'uri': f'qemu+tcp://127.0.0.1:{port}/system'})
+        assert 'within 1 seconds' in failed['msg']
+    finally:
+        for sock, _addr in accepted:
+            sock.close()
+        server.close()
