@@ -148,8 +148,10 @@ import typing as t
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
+    ERR_INVALID_ARG,
     SnapshotError,
     describe,
+    error_code,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     REVERT_FORCE,
@@ -168,6 +170,8 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
 
 # libvirt 9.9 is the first to revert external snapshots
 EXTERNAL_REVERT_VERSION = 9009000
+
+START_PAUSED = 1  # VIR_DOMAIN_START_PAUSED
 
 _POWER_STATE_OF_SNAPSHOT = {'running': 'running', 'paused': 'paused'}
 
@@ -275,12 +279,35 @@ class RevertManager:
         except LibvirtError as exc:
             raise SnapshotError(describe(exc, f'Reverting domain "{self.domain_name}" to snapshot "{snap.getName()}"'),
                                 domain=self.domain_name) from None
-        if wanted == 'shutoff' and dom.isActive():
-            try:
+        self._settle(dom, wanted)
+
+    @staticmethod
+    def _start_paused(dom: t.Any) -> None:
+        try:
+            dom.createWithFlags(START_PAUSED)
+        except LibvirtError as exc:
+            if error_code(exc) != ERR_INVALID_ARG:
+                raise
+            dom.create()  # drivers without START_PAUSED (the test driver): start, then pause at once
+            dom.suspend()
+
+    def _settle(self, dom: t.Any, wanted: str) -> None:
+        """Make sure the power state is the one asked for, whatever the driver did with the flags."""
+        state = domain_state(dom)
+        try:
+            if wanted == 'shutoff' and state != 'shutoff':
                 dom.destroy()
-            except LibvirtError as exc:
-                raise SnapshotError(describe(exc, f'Powering off domain "{self.domain_name}" after the revert'),
-                                    domain=self.domain_name) from None
+            elif wanted == 'running' and state == 'shutoff':
+                dom.create()
+            elif wanted == 'paused' and state == 'shutoff':
+                self._start_paused(dom)
+            elif wanted == 'running' and state == 'paused':
+                dom.resume()
+            elif wanted == 'paused' and state == 'running':
+                dom.suspend()
+        except LibvirtError as exc:
+            raise SnapshotError(describe(exc, f'Bringing domain "{self.domain_name}" to {wanted} after the revert'),
+                                domain=self.domain_name) from None
 
 
 def main() -> None:
