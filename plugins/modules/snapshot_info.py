@@ -1,0 +1,321 @@
+#!/usr/bin/python
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: snapshot_info
+short_description: List the snapshots of libvirt domains, their tree and the current one
+version_added: 0.1.0
+description:
+  - Reads the snapshots of one KVM/QEMU domain, or of every domain of the hypervisor, and returns as data
+    what C(virsh snapshot-list --tree), C(virsh snapshot-info) and C(virsh snapshot-current) show.
+  - Never changes anything.
+author:
+  - kvm.snapshots contributors
+extends_documentation_fragment:
+  - kvm.snapshots._libvirt
+  - kvm.snapshots._libvirt.attributes
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads; it runs the same in check mode.
+  diff_mode:
+    support: N/A
+    details: The module only reads.
+  idempotent:
+    support: full
+options:
+  domain:
+    description:
+      - The libvirt name of the domain (virtual machine) to read.
+      - Left out, every domain of the hypervisor (running or not) is read.
+      - A domain that does not exist fails the task.
+    type: str
+  name:
+    description:
+      - Return only the snapshot of this name in RV(snapshots).
+      - A name that does not exist gives an empty RV(snapshots), not an error.
+      - Without O(domain), the snapshot of this name of every domain.
+      - RV(current), RV(tree) and RV(domains) always describe all snapshots of the domains read.
+    type: str
+notes:
+  - Snapshots deleted by another run while they are being read are left out, not an error.
+seealso:
+  - module: kvm.snapshots.snapshot
+  - module: kvm.snapshots.snapshot_revert
+  - module: kvm.snapshots.snapshot_prune
+'''
+
+EXAMPLES = r'''
+- name: List the snapshots of web1
+  kvm.snapshots.snapshot_info:
+    domain: web1
+  register: web1_snapshots
+
+- name: Show the names, parents first
+  ansible.builtin.debug:
+    msg: "{{ web1_snapshots.snapshots | map(attribute='name') | list }}"
+
+- name: Find out whether web1 has a pre-upgrade snapshot
+  kvm.snapshots.snapshot_info:
+    domain: web1
+    name: pre-upgrade
+  register: pre_upgrade
+
+- name: Fail when it is missing
+  ansible.builtin.assert:
+    that: pre_upgrade.snapshots | length == 1
+    fail_msg: web1 has no pre-upgrade snapshot
+
+- name: Read the snapshots of every VM on a remote hypervisor
+  kvm.snapshots.snapshot_info:
+    uri: qemu+ssh://root@hv1.example.com/system
+  register: hv1_snapshots
+
+- name: Show how many snapshots each VM has
+  ansible.builtin.debug:
+    msg: "{{ item.key }}: {{ item.value.count }} snapshots, current {{ item.value.current }}"
+  loop: "{{ hv1_snapshots.domains | dict2items }}"
+  loop_control:
+    label: "{{ item.key }}"
+'''
+
+RETURN = r'''
+snapshots:
+  description:
+    - The snapshots read (only the one named O(name) when it is given), parents before their children,
+      siblings oldest first; domains in the order of their names.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The snapshot name, exactly as stored.
+      type: str
+      returned: always
+      sample: pre-upgrade
+    domain:
+      description: The domain the snapshot belongs to.
+      type: str
+      returned: always
+      sample: web1
+    description:
+      description: The free-text description, exactly as stored; V(null) when it has none.
+      type: str
+      returned: always
+      sample: Before the kernel upgrade of ticket OPS-1234
+    state:
+      description:
+        - The state of the domain when the snapshot was taken (V(running), V(paused), V(shutoff)),
+          or V(disk-snapshot) for a disk-only snapshot.
+      type: str
+      returned: always
+      sample: running
+    creation_time:
+      description: When the snapshot was taken, ISO 8601 in UTC.
+      type: str
+      returned: always
+      sample: '2026-11-25T19:40:15Z'
+    creation_time_epoch:
+      description: When the snapshot was taken, seconds since the epoch.
+      type: int
+      returned: always
+      sample: 1795635615
+    parent:
+      description: The name of the parent snapshot; V(null) for a root.
+      type: str
+      returned: always
+      sample: base
+    children:
+      description: The names of the direct children, oldest first.
+      type: list
+      elements: str
+      returned: always
+      sample: [after-upgrade]
+    current:
+      description: Whether this is the domain's current snapshot (the one a revert without a name goes to).
+      type: bool
+      returned: always
+      sample: true
+    location:
+      description: V(internal) (inside the qcow2 images) or V(external) (overlay files).
+      type: str
+      returned: always
+      sample: internal
+    memory:
+      description: Where the memory state is kept, V(internal), V(external) or V(no) (disks only).
+      type: str
+      returned: always
+      sample: internal
+    disks:
+      description: The disks the snapshot covers.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{name: vda, snapshot: external, file: /var/lib/libvirt/images/web1.pre-upgrade}]
+      contains:
+        name:
+          description: The disk's target name.
+          type: str
+          returned: always
+          sample: vda
+        snapshot:
+          description: How the disk is snapshotted, V(internal), V(external) or V(no).
+          type: str
+          returned: always
+          sample: external
+        file:
+          description: The overlay file of an external snapshot, V(null) otherwise.
+          type: str
+          returned: always
+          sample: /var/lib/libvirt/images/web1.pre-upgrade
+  sample:
+    - name: base
+      domain: web1
+      description: null
+      state: shutoff
+      creation_time: '2026-11-20T08:00:00Z'
+      creation_time_epoch: 1795161600
+      parent: null
+      children: [pre-upgrade]
+      current: false
+      location: internal
+      memory: 'no'
+      disks: [{name: vda, snapshot: internal, file: null}]
+    - name: pre-upgrade
+      domain: web1
+      description: Before the kernel upgrade of ticket OPS-1234
+      state: running
+      creation_time: '2026-11-25T19:40:15Z'
+      creation_time_epoch: 1795635615
+      parent: base
+      children: []
+      current: true
+      location: internal
+      memory: internal
+      disks: [{name: vda, snapshot: internal, file: null}]
+current:
+  description: The name of the current snapshot of O(domain); V(null) when it has none.
+  returned: when O(domain) is given
+  type: str
+  sample: pre-upgrade
+tree:
+  description:
+    - The snapshots of O(domain) as a tree. Each node has the snapshot C(name) and its C(children) nodes
+      (oldest first); the list holds the roots.
+  returned: when O(domain) is given
+  type: list
+  elements: dict
+  sample:
+    - name: base
+      children:
+        - name: pre-upgrade
+          children: []
+        - name: experiment
+          children: []
+domains:
+  description:
+    - Every domain read (only O(domain) when it is given), by name, with the name of its current snapshot
+      (C(current), V(null) when none), its snapshot tree (C(tree), as RV(tree)) and its number of
+      snapshots (C(count)).
+  returned: always
+  type: dict
+  sample:
+    web1:
+      current: pre-upgrade
+      count: 2
+      tree: [{name: base, children: [{name: pre-upgrade, children: []}]}]
+    db1:
+      current: null
+      count: 0
+      tree: []
+'''
+
+import typing as t
+
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
+    ERR_NO_DOMAIN,
+    ERR_NO_DOMAIN_SNAPSHOT,
+    AnsibleLibvirtModule,
+    LibvirtError,
+    SnapshotError,
+    describe,
+    error_code,
+)
+from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
+    list_snapshots,
+    snapshot_tree,
+)
+
+# How often to re-read a domain whose snapshots change while they are read.
+READ_ATTEMPTS = 3
+
+
+def read_snapshots(dom: t.Any) -> list[dict[str, t.Any]]:
+    """``list_snapshots``, read again when a snapshot disappears halfway (another run deleted it)."""
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            return list_snapshots(dom)
+        except LibvirtError as exc:
+            if error_code(exc) != ERR_NO_DOMAIN_SNAPSHOT or attempt == READ_ATTEMPTS:
+                raise
+    raise AssertionError('unreachable')  # pragma: no cover
+
+
+class SnapshotInfo:
+    """Reads the snapshots of one domain or of all of them."""
+
+    def __init__(self, client: AnsibleLibvirtModule) -> None:
+        self.client = client
+        self.domain: str | None = client.params['domain']
+        self.name: str | None = client.params['name']
+
+    def run(self) -> dict[str, t.Any]:
+        if self.domain is not None:
+            doms = [self.client.lookup_domain(self.domain)]
+        else:
+            doms = sorted(self.client.conn.listAllDomains(0), key=lambda d: d.name())
+        snapshots: list[dict[str, t.Any]] = []
+        domains: dict[str, dict[str, t.Any]] = {}
+        for dom in doms:
+            listed = self._read(dom)
+            if listed is None:
+                continue
+            current = next((s['name'] for s in listed if s['current']), None)
+            domains[dom.name()] = {'current': current, 'tree': snapshot_tree(listed), 'count': len(listed)}
+            snapshots.extend(s for s in listed if self.name is None or s['name'] == self.name)
+        result: dict[str, t.Any] = {'changed': False, 'snapshots': snapshots, 'domains': domains}
+        if self.domain is not None:
+            result.update(domains[self.domain])
+            del result['count']
+        return result
+
+    def _read(self, dom: t.Any) -> list[dict[str, t.Any]] | None:
+        """The snapshots of ``dom``; None when the domain went away while all domains are read."""
+        try:
+            return read_snapshots(dom)
+        except LibvirtError as exc:
+            if self.domain is None and error_code(exc) == ERR_NO_DOMAIN:
+                return None  # undefined since it was listed: it has no snapshots to show
+            raise SnapshotError(describe(exc, f'Reading the snapshots of domain "{dom.name()}"'),
+                                domain=dom.name()) from None
+
+
+def main() -> None:
+    argument_spec = dict(
+        domain={'type': 'str'},
+        name={'type': 'str'},
+    )
+    client = AnsibleLibvirtModule(argument_spec, supports_check_mode=True)
+    try:
+        result = SnapshotInfo(client).run()
+    except (SnapshotError, LibvirtError) as exc:
+        client.fail(exc)
+    client.exit(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,222 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""kvm.snapshots.snapshot_info against libvirt's test driver.
+
+Snapshots are made with libvirt directly (REDEFINE with an explicit
+creationTime and parent), so the expected order and tree are known exactly.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+
+from ansible_collections.kvm.snapshots.plugins.modules import snapshot_info
+
+BASE_EPOCH = 1795161600  # 2026-11-20T08:00:00Z
+
+
+def add_snapshot(dom, name, epoch, parent=None, description=None, current=False):
+    """Define snapshot ``name`` of ``dom`` as if taken at ``epoch`` under ``parent``."""
+    root = ET.Element('domainsnapshot')
+    ET.SubElement(root, 'name').text = name
+    if description is not None:
+        ET.SubElement(root, 'description').text = description
+    ET.SubElement(root, 'state').text = 'shutoff'
+    ET.SubElement(root, 'creationTime').text = str(epoch)
+    if parent is not None:
+        ET.SubElement(ET.SubElement(root, 'parent'), 'name').text = parent
+    root.append(ET.fromstring(dom.XMLDesc(0)))
+    flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
+    if current:
+        flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
+    return dom.snapshotCreateXML(ET.tostring(root, encoding='unicode'), flags)
+
+
+@pytest.fixture
+def tree_domain(make_domain):
+    """A domain whose snapshots form   base -> (a -> c, b)   with c current.
+
+    a and b are siblings with b older, and a's name sorts first, so an order
+    by name and an order by age differ.
+    """
+    dom = make_domain('shutoff', prefix='info')
+    add_snapshot(dom, 'base', BASE_EPOCH)
+    add_snapshot(dom, 'b', BASE_EPOCH + 100, parent='base')
+    add_snapshot(dom, 'a', BASE_EPOCH + 200, parent='base', description='first try')
+    add_snapshot(dom, 'c', BASE_EPOCH + 300, parent='a', current=True)
+    return dom
+
+
+def test_one_domain_lists_parents_before_children(run_module, tree_domain):
+    name = tree_domain.name()
+    result = run_module(snapshot_info, {'domain': name})
+
+    assert result['changed'] is False
+    assert [s['name'] for s in result['snapshots']] == ['base', 'b', 'a', 'c']
+    by_name = {s['name']: s for s in result['snapshots']}
+    assert by_name['base']['children'] == ['b', 'a']  # oldest first
+    assert by_name['base']['parent'] is None
+    assert by_name['c']['parent'] == 'a'
+    assert by_name['a'] == {
+        'name': 'a', 'domain': name, 'description': 'first try', 'state': 'shutoff',
+        'creation_time': '2026-11-20T08:03:20Z', 'creation_time_epoch': BASE_EPOCH + 200,
+        'parent': 'base', 'children': ['c'], 'current': False, 'location': 'internal',
+        'memory': 'no', 'disks': [{'name': 'vda', 'snapshot': 'internal', 'file': None}],
+    }
+    assert [s['name'] for s in result['snapshots'] if s['current']] == ['c']
+
+
+def test_one_domain_current_tree_and_summary(run_module, tree_domain):
+    name = tree_domain.name()
+    result = run_module(snapshot_info, {'domain': name})
+
+    tree = [{'name': 'base', 'children': [
+        {'name': 'b', 'children': []},
+        {'name': 'a', 'children': [{'name': 'c', 'children': []}]},
+    ]}]
+    assert result['current'] == 'c'
+    assert result['tree'] == tree
+    assert result['domains'] == {name: {'current': 'c', 'tree': tree, 'count': 4}}
+
+
+def test_domain_without_snapshots(run_module, make_domain):
+    dom = make_domain('running', prefix='info')
+    result = run_module(snapshot_info, {'domain': dom.name()})
+    assert result['snapshots'] == []
+    assert result['current'] is None
+    assert result['tree'] == []
+    assert result['domains'] == {dom.name(): {'current': None, 'tree': [], 'count': 0}}
+
+
+def test_all_domains_in_name_order(run_module, make_domain):
+    first, second = sorted((make_domain('shutoff', prefix='info'), make_domain('running', prefix='info')),
+                           key=lambda d: d.name())
+    add_snapshot(second, 's2-root', BASE_EPOCH)
+    add_snapshot(second, 's2-child', BASE_EPOCH + 1, parent='s2-root', current=True)
+    add_snapshot(first, 's1', BASE_EPOCH + 50)
+    ours = {first.name(), second.name()}
+
+    result = run_module(snapshot_info, {})
+
+    assert 'current' not in result and 'tree' not in result
+    assert [(s['domain'], s['name']) for s in result['snapshots'] if s['domain'] in ours] == [
+        (first.name(), 's1'), (second.name(), 's2-root'), (second.name(), 's2-child')]
+    assert result['domains'][first.name()] == {'current': None, 'count': 1,
+                                               'tree': [{'name': 's1', 'children': []}]}
+    assert result['domains'][second.name()]['current'] == 's2-child'
+    assert result['domains'][second.name()]['count'] == 2
+    # the test driver's own domain is read too
+    assert result['domains']['test'] == {'current': None, 'tree': [], 'count': 0}
+    domain_order = [s['domain'] for s in result['snapshots']]
+    assert domain_order == sorted(domain_order)
+
+
+def test_by_name(run_module, tree_domain):
+    result = run_module(snapshot_info, {'domain': tree_domain.name(), 'name': 'a'})
+    assert [s['name'] for s in result['snapshots']] == ['a']
+    assert result['snapshots'][0]['children'] == ['c']
+    # current, tree and domains still describe the whole domain
+    assert result['current'] == 'c'
+    assert result['domains'][tree_domain.name()]['count'] == 4
+
+
+def test_missing_name_is_an_empty_list(run_module, tree_domain):
+    result = run_module(snapshot_info, {'domain': tree_domain.name(), 'name': 'no-such-snapshot'})
+    assert result['snapshots'] == []
+    assert result['current'] == 'c'
+    assert 'failed' not in result
+
+
+def test_name_without_domain_reads_every_domain(run_module, make_domain):
+    with_it = [make_domain('shutoff', prefix='info') for _ in range(2)]
+    without_it = make_domain('shutoff', prefix='info')
+    for dom in with_it:
+        add_snapshot(dom, 'nightly', BASE_EPOCH)
+    add_snapshot(without_it, 'other', BASE_EPOCH)
+
+    result = run_module(snapshot_info, {'name': 'nightly'})
+
+    assert [(s['domain'], s['name']) for s in result['snapshots']] == sorted((d.name(), 'nightly') for d in with_it)
+    assert result['domains'][without_it.name()]['count'] == 1
+
+
+HOSTILE = [
+    ('a<b>&c"d\'e', 'description with <tag attr="x"/> & &amp; entities'),
+    ('x]]>y', '<![CDATA[ not markup ]]>'),
+    ('ünïcödé ✓ 快照 🐧', 'émoji 🐧 and 中文'),
+    ('<!-- comment -->', 'two\nlines\tand a tab'),
+]
+
+
+def test_xml_hostile_names_and_descriptions_round_trip(run_module, make_domain):
+    dom = make_domain('shutoff', prefix='info')
+    for i, (name, description) in enumerate(HOSTILE):
+        add_snapshot(dom, name, BASE_EPOCH + i, description=description)
+
+    result = run_module(snapshot_info, {'domain': dom.name()})
+    assert [(s['name'], s['description']) for s in result['snapshots']] == HOSTILE
+
+    for name, description in HOSTILE:
+        one = run_module(snapshot_info, {'domain': dom.name(), 'name': name})
+        assert [(s['name'], s['description']) for s in one['snapshots']] == [(name, description)]
+
+
+def test_unknown_domain_fails_with_a_plain_message(run_failing):
+    result = run_failing(snapshot_info, {'domain': 'info-no-such-domain'})
+    assert result['msg'].startswith('Domain "info-no-such-domain" does not exist on test:///default')
+    assert result['domain'] == 'info-no-such-domain'
+
+
+def test_check_mode_reads_the_same(run_module, tree_domain):
+    normal = run_module(snapshot_info, {'domain': tree_domain.name()})
+    checked = run_module(snapshot_info, {'domain': tree_domain.name()}, check=True)
+    assert checked == normal
+    assert len(tree_domain.listAllSnapshots(0)) == 4
+
+
+def test_snapshot_deleted_while_read_is_left_out(make_domain, monkeypatch):
+    dom = make_domain('shutoff', prefix='info')
+    add_snapshot(dom, 'stays', BASE_EPOCH)
+    stale = add_snapshot(dom, 'goes', BASE_EPOCH + 1, parent='stays')
+    stale.delete(0)  # another run deletes it between the listing and the reading
+    real = dom.listAllSnapshots
+    calls = []
+
+    def listing(flags=0):
+        calls.append(flags)
+        return real(flags) + ([stale] if len(calls) == 1 else [])
+
+    monkeypatch.setattr(dom, 'listAllSnapshots', listing)
+    assert [s['name'] for s in snapshot_info.read_snapshots(dom)] == ['stays']
+    assert len(calls) == 2
+
+
+def test_snapshot_that_keeps_vanishing_is_an_error(make_domain, monkeypatch):
+    dom = make_domain('shutoff', prefix='info')
+    stale = add_snapshot(dom, 'goes', BASE_EPOCH)
+    stale.delete(0)
+    monkeypatch.setattr(dom, 'listAllSnapshots', lambda flags=0: [stale])
+    with pytest.raises(libvirt.libvirtError) as raised:
+        snapshot_info.read_snapshots(dom)
+    assert raised.value.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT
+
+
+def test_domain_undefined_while_all_are_read_is_skipped(run_module, make_domain, conn, monkeypatch):
+    kept = make_domain('shutoff', prefix='info')
+    add_snapshot(kept, 'k', BASE_EPOCH)
+    gone = make_domain('shutoff', prefix='info')
+    gone_name = gone.name()
+    gone.undefine()
+    real = libvirt.virConnect.listAllDomains
+
+    def listing(self, flags=0):
+        return real(self, flags) + [gone]  # listed just before another client undefined it
+
+    monkeypatch.setattr(libvirt.virConnect, 'listAllDomains', listing)
+    result = run_module(snapshot_info, {})
+    assert gone_name not in result['domains']
+    assert result['domains'][kept.name()]['count'] == 1
