@@ -1,0 +1,139 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Integration tier: the real modules, run by ansible-playbook, against the real libvirtd of the lab.
+
+Each test makes its domains with the lab (names carry the run's prefix),
+runs one of the playbooks in targets/ with those names as extra vars, and
+checks the outcome with independent clients (virsh, qemu-img) besides the
+assertions inside the playbook. Everything the lab made is removed at the
+end of the session, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import typing as t
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TARGETS = pathlib.Path(__file__).resolve().parent / 'targets'
+URI = 'qemu:///system'
+# the ansible-playbook installed beside this Python (pip's console script), else the one on PATH
+ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).with_name('ansible-playbook')) \
+    if pathlib.Path(sys.executable).with_name('ansible-playbook').exists() else 'ansible-playbook'
+
+sys.path.insert(0, str(REPO / 'tests' / 'lab'))
+import lab as lab_tool  # noqa: E402  (tests/lab/lab.py, the disposable lab)
+
+
+@pytest.fixture(scope='session')
+def lab() -> t.Iterator[t.Any]:
+    """The lab: daemons up, leftovers of earlier runs removed; everything made here removed at the end."""
+    the_lab = lab_tool.Lab(uri=URI)
+    try:
+        yield the_lab
+    finally:
+        the_lab.cleanup()
+
+
+@pytest.fixture(scope='session')
+def collections_path() -> t.Iterator[pathlib.Path]:
+    """A collections path in which kvm.snapshots is this working tree."""
+    root = pathlib.Path(tempfile.mkdtemp(prefix='kvm-snapshots-collections-'))
+    target = root / 'ansible_collections' / 'kvm'
+    target.mkdir(parents=True)
+    (target / 'snapshots').symlink_to(REPO)
+    yield root
+    shutil.rmtree(root)
+
+
+class PlaybookRun:
+    """The outcome of one ansible-playbook run."""
+
+    def __init__(self, proc: subprocess.CompletedProcess, argv: list[str]) -> None:
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.argv = argv
+
+    def __repr__(self) -> str:
+        return (f'<ansible-playbook rc={self.rc}>\n$ {" ".join(self.argv)}\n--- stdout ---\n{self.stdout[-12000:]}'
+                f'\n--- stderr ---\n{self.stderr[-4000:]}')
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        """PLAY RECAP counters per host."""
+        hosts: dict[str, dict[str, int]] = {}
+        in_recap = False
+        for line in self.stdout.splitlines():
+            if line.startswith('PLAY RECAP'):
+                in_recap = True
+                continue
+            if in_recap and ':' in line and '=' in line:
+                host, counters = line.split(':', 1)
+                hosts[host.strip()] = {k: int(v) for k, v in (c.split('=') for c in counters.split())}
+        return hosts
+
+
+@pytest.fixture(scope='session')
+def ansible_env(collections_path: pathlib.Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': str(collections_path),
+        'ANSIBLE_COLLECTIONS_SCAN_SYS_PATH': 'false',
+        'ANSIBLE_HOST_KEY_CHECKING': 'false',
+        'ANSIBLE_RETRY_FILES_ENABLED': 'false',
+        'ANSIBLE_NOCOLOR': '1',
+        'ANSIBLE_FORCE_COLOR': '0',
+        'ANSIBLE_DEPRECATION_WARNINGS': 'false',
+        'ANSIBLE_LOCALHOST_WARNING': 'false',
+        'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'false',
+        'ANSIBLE_PYTHON_INTERPRETER': sys.executable,
+        'ANSIBLE_ROLES_PATH': str(REPO / 'roles'),
+    })
+    return env
+
+
+@pytest.fixture
+def run_playbook(ansible_env: dict[str, str], tmp_path: pathlib.Path) -> t.Callable[..., PlaybookRun]:
+    """run_playbook(playbook, extra_vars={}, check=False, diff=False, inventory=None, expect_rc=0, args=()).
+
+    ``playbook`` is a file name under tests/integration/targets/ or a path.
+    ``inventory`` defaults to localhost with the local connection and this Python
+    (which has libvirt-python). Fails the test, with the whole output, when the
+    return code is not ``expect_rc`` (None: any).
+    """
+
+    def run(playbook: str | os.PathLike, extra_vars: dict[str, t.Any] | None = None, check: bool = False,
+            diff: bool = False, inventory: str | None = None, expect_rc: int | None = 0,
+            args: t.Sequence[str] = (), timeout: int = 900) -> PlaybookRun:
+        path = pathlib.Path(playbook)
+        if not path.is_absolute():
+            path = TARGETS / path
+        vars_file = tmp_path / f'vars-{len(list(tmp_path.iterdir()))}.json'
+        vars_file.write_text(json.dumps(dict({'kvm_uri': URI}, **(extra_vars or {}))))
+        argv = [ANSIBLE_PLAYBOOK, str(path), '-e', f'@{vars_file}']
+        if inventory is None:
+            argv += ['-i', 'localhost,', '-c', 'local']
+        else:
+            argv += ['-i', inventory]
+        if check:
+            argv.append('--check')
+        if diff:
+            argv.append('--diff')
+        argv += list(args)
+        proc = subprocess.run(argv, env=ansible_env, cwd=str(REPO), capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        result = PlaybookRun(proc, argv)
+        if expect_rc is not None:
+            assert result.rc == expect_rc, repr(result)
+        return result
+
+    return run
