@@ -29,6 +29,14 @@ options:
       - V(0) waits for ever.
     type: int
     default: 30
+  busy_timeout:
+    description:
+      - Seconds to keep trying while another job holds the domain (another snapshot, a revert, a backup),
+        which libvirt reports as a state change lock time-out.
+      - libvirt itself waits about 30 seconds for the lock before each try fails; the last error, which names
+        the job that holds the domain, is reported when the time is up.
+    type: int
+    default: 120
 requirements:
   - libvirt-python (the Python binding of libvirt) for the Python that runs the module
     (Debian/Ubuntu package C(python3-libvirt), or C(pip install libvirt-python)).

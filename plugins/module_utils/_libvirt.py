@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 import typing as t
 
@@ -37,6 +38,7 @@ DEFAULT_URI = 'qemu:///system'
 COMMON_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     'uri': {'type': 'str', 'default': DEFAULT_URI, 'aliases': ['libvirt_uri']},
     'connect_timeout': {'type': 'int', 'default': 30},
+    'busy_timeout': {'type': 'int', 'default': 120},
 }
 
 # libvirt error codes (virErrorNumber) this collection gives a meaning to.
@@ -99,10 +101,25 @@ else:  # pragma: no cover - exercised only without the binding
         """Stands in for libvirt.libvirtError when the binding is missing."""
 
 
+FROM_RPC = 7  # virErrorDomain of errors of the connection itself
+
+_CONNECTION_LOST = ('End of file while reading data', 'client socket is closed', 'Cannot write data',
+                    'Cannot recv data', 'no connection driver available', 'Broken pipe')
+
+
 def error_code(exc: BaseException) -> int | None:
     """Return the libvirt error code of an exception, or None."""
     get = getattr(exc, 'get_error_code', None)
     return get() if get else None
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether the error says the connection to libvirtd broke (the daemon stopped or restarted)."""
+    get_domain = getattr(exc, 'get_error_domain', None)
+    text = str(exc)
+    return (get_domain is not None and get_domain() == FROM_RPC
+            and error_code(exc) in (ERR_INTERNAL, ERR_SYSTEM_ERROR, ERR_OPERATION_INVALID)) \
+        or any(marker in text for marker in _CONNECTION_LOST)
 
 
 def describe(exc: BaseException, action: str) -> str:
@@ -111,12 +128,38 @@ def describe(exc: BaseException, action: str) -> str:
     text = (get_message() if get_message else None) or str(exc)
     code = error_code(exc)
     msg = f'{action} failed: {text}'
-    hint = _HINTS.get(code) if code is not None else None
+    if connection_lost(exc):
+        hint = ('the connection to libvirtd was lost: the daemon stopped or restarted. Running guests keep '
+                'running; re-run the task once libvirtd is back, it carries on from the state the host is in')
+    elif 'No space left on device' in text:
+        hint = ('the storage under the domain is full; nothing was recorded as a snapshot. '
+                'Free space there (a full snapshot needs about the guest\'s used memory) or use disk_only: true')
+    else:
+        hint = _HINTS.get(code) if code is not None else None
     if hint:
         msg += f' ({hint})'
     if code is not None:
         msg += f' [libvirt error {code}]'
     return msg
+
+
+def retry_busy(call: t.Callable[[], t.Any], busy_timeout: float) -> t.Any:
+    """``call()``, again while libvirt says another job holds the domain, for up to ``busy_timeout`` seconds.
+
+    libvirt itself waits about 30 seconds for a domain's job lock before it
+    gives up with error 68; this waits for further rounds, backing off, and
+    then lets the last error (which names the job holding the lock) through.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except LibvirtError as exc:
+            if error_code(exc) != ERR_OPERATION_TIMEOUT or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def _ignore_libvirt_error(_ctx: t.Any, _err: t.Any) -> None:

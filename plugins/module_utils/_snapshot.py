@@ -27,6 +27,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     SnapshotError,
     describe,
     error_code,
+    retry_busy,
 )
 
 # virDomainState -> the words virsh uses
@@ -268,18 +269,21 @@ def tighten_modes(facts: dict[str, t.Any]) -> None:
 
 
 def create_snapshot(dom: t.Any, name: str, description: str | None = None, disk_only: bool = False,
-                    quiesce: bool = False, local: bool = True) -> tuple[dict[str, t.Any], bool]:
+                    quiesce: bool = False, local: bool = True,
+                    busy_timeout: float = 0) -> tuple[dict[str, t.Any], bool]:
     """Take snapshot ``name`` of ``dom``; returns its facts and whether this call made it.
 
     When libvirt refuses because another run made the same name meanwhile,
     that snapshot is returned: one snapshot per name is the goal.
     ``local``: the module runs where the disks are, so overlay modes can be fixed.
+    ``busy_timeout``: how long to keep trying while another job holds the domain.
     """
     flags = CREATE_DISK_ONLY | CREATE_ATOMIC if disk_only else 0
     if quiesce:
         flags |= CREATE_QUIESCE
     try:
-        snap = dom.snapshotCreateXML(build_snapshot_xml(name, description, disk_only), flags)
+        xml = build_snapshot_xml(name, description, disk_only)
+        snap = retry_busy(lambda: dom.snapshotCreateXML(xml, flags), busy_timeout)
     except LibvirtError as exc:
         existing = lookup_snapshot(dom, name)
         if existing is None:

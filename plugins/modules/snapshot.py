@@ -190,6 +190,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
     SnapshotError,
     describe,
+    retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     CREATE_CURRENT,
@@ -281,7 +282,8 @@ class SnapshotManager:
 
     def _create(self, dom: t.Any) -> dict[str, t.Any]:
         facts, _made = create_snapshot(dom, self.name, self.description, self.params['disk_only'],
-                                       self.params['quiesce'], is_local_uri(self.client.uri))
+                                       self.params['quiesce'], is_local_uri(self.client.uri),
+                                       self.params['busy_timeout'])
         return facts
 
     def _update(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
@@ -297,7 +299,7 @@ class SnapshotManager:
                 flags = CREATE_REDEFINE | (CREATE_CURRENT if facts['current'] else 0)
                 xml = replace_description(snap.getXMLDesc(0), self.description)
                 try:
-                    dom.snapshotCreateXML(xml, flags)
+                    retry_busy(lambda: dom.snapshotCreateXML(xml, flags), self.params['busy_timeout'])
                 except LibvirtError as exc:
                     raise SnapshotError(describe(exc, f'Updating the description of snapshot "{self.name}"'),
                                         domain=dom.name()) from None
@@ -318,8 +320,9 @@ class SnapshotManager:
         if self.params['children']:
             deleted += sorted(c.getName() for c in snap.listAllChildren(1))  # 1: all descendants
         if not self.client.check_mode:
+            flags = DELETE_CHILDREN if self.params['children'] else 0
             try:
-                snap.delete(DELETE_CHILDREN if self.params['children'] else 0)
+                retry_busy(lambda: snap.delete(flags), self.params['busy_timeout'])
             except LibvirtError as exc:
                 if lookup_snapshot(dom, self.name) is not None:
                     raise SnapshotError(describe(exc, f'Deleting snapshot "{self.name}" of domain "{dom.name()}"'),

@@ -152,6 +152,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     SnapshotError,
     describe,
     error_code,
+    retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     REVERT_FORCE,
@@ -265,7 +266,7 @@ class RevertManager:
             return {'name': self.safety_name, 'domain': self.domain_name,
                     'description': self.params['safety_description'], 'location': 'internal'}, True
         return create_snapshot(dom, self.safety_name, self.params['safety_description'],
-                               local=is_local_uri(self.client.uri))
+                               local=is_local_uri(self.client.uri), busy_timeout=self.params['busy_timeout'])
 
     def _revert(self, dom: t.Any, snap: t.Any) -> None:
         wanted = self.params['state_after']
@@ -275,7 +276,7 @@ class RevertManager:
         elif wanted == 'paused':
             flags |= REVERT_PAUSED
         try:
-            dom.revertToSnapshot(snap, flags)
+            retry_busy(lambda: dom.revertToSnapshot(snap, flags), self.params['busy_timeout'])
         except LibvirtError as exc:
             raise SnapshotError(describe(exc, f'Reverting domain "{self.domain_name}" to snapshot "{snap.getName()}"'),
                                 domain=self.domain_name) from None
