@@ -1,0 +1,387 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The snapshot model: pure functions, and the few readers checked on libvirt's test driver."""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+
+from ansible_collections.kvm.snapshots.plugins.module_utils import _snapshot as s
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
+
+TEST_URI = 'test:///default'
+
+HOSTILE_TEXT = [
+    'a<b>&c"d\'e',
+    'x]]>y',
+    '<![CDATA[ x ]]>',
+    '&amp; &#x41; &lt;',
+    'ünïcödé ✓ 快照 🐧',
+    '<!-- c --><?pi x?>',
+]
+
+
+# validate_name / validate_text
+
+@pytest.mark.parametrize('name', ['', '   ', None, 42])
+def test_validate_name_refuses_empty(name):
+    with pytest.raises(SnapshotError, match='must not be empty'):
+        s.validate_name(name)
+
+
+@pytest.mark.parametrize('name', ['a/b', '/', 'pre/', '../x'])
+def test_validate_name_refuses_slash(name):
+    with pytest.raises(SnapshotError, match='contains "/"'):
+        s.validate_name(name)
+
+
+@pytest.mark.parametrize('name', ['.hidden', '.'])
+def test_validate_name_refuses_leading_dot(name):
+    with pytest.raises(SnapshotError, match=r'starts with "\."'):
+        s.validate_name(name)
+
+
+@pytest.mark.parametrize('name', ['a\x00b', 'bell\x07', 'tab\tname', 'new\nline', 'cr\r', 'del\x7f', 'esc\x1b[0m'])
+def test_validate_name_refuses_control_characters(name):
+    with pytest.raises(SnapshotError, match='control characters') as raised:
+        s.validate_name(name)
+    assert repr(name) in raised.value.msg  # shown escaped, so the person sees what is wrong
+
+
+@pytest.mark.parametrize('name', HOSTILE_TEXT + ['pre-upgrade', 'a.b', 'with space', 'trailing.'])
+def test_validate_name_accepts_anything_else(name):
+    assert s.validate_name(name) == name
+
+
+def test_validate_name_says_what_was_checked():
+    with pytest.raises(SnapshotError, match='The safety snapshot name must not be empty'):
+        s.validate_name('', 'safety snapshot name')
+
+
+def test_validate_text():
+    assert s.validate_text(None) is None
+    assert s.validate_text('two\nlines\tand <xml> & "quotes"') == 'two\nlines\tand <xml> & "quotes"'
+    with pytest.raises(SnapshotError, match='control characters'):
+        s.validate_text('nul\x00')
+
+
+# build_snapshot_xml / replace_description
+
+@pytest.mark.parametrize('text', HOSTILE_TEXT)
+def test_build_xml_keeps_hostile_text_as_text(text):
+    root = ET.fromstring(s.build_snapshot_xml(text, description=text))
+    assert [child.tag for child in root] == ['name', 'description']
+    assert root.findtext('name') == text
+    assert root.findtext('description') == text
+    assert list(root.find('name')) == []  # no markup made it into the structure
+
+
+def test_build_xml_without_description():
+    root = ET.fromstring(s.build_snapshot_xml('n'))
+    assert root.find('description') is None
+    assert root.find('memory') is None
+
+
+def test_build_xml_disk_only_has_no_memory():
+    root = ET.fromstring(s.build_snapshot_xml('n', disk_only=True))
+    assert root.find('memory').get('snapshot') == 'no'
+    assert root.find('disks') is None  # libvirt picks the overlay files
+
+
+def test_replace_description():
+    original = s.build_snapshot_xml('n', description='old')
+    replaced = ET.fromstring(s.replace_description(original, 'new <&> ]]>'))
+    assert replaced.findtext('description') == 'new <&> ]]>'
+    assert len(replaced.findall('description')) == 1
+
+    added = ET.fromstring(s.replace_description(s.build_snapshot_xml('n'), 'added'))
+    assert [child.tag for child in added] == ['name', 'description']
+    assert added.findtext('description') == 'added'
+
+
+# parse_snapshot_xml
+
+RUNNING_XML = """<domainsnapshot>
+  <name>pre-upgrade</name>
+  <description>Before &lt;upgrade&gt; &amp; more</description>
+  <state>running</state>
+  <parent><name>base</name></parent>
+  <creationTime>1795635615</creationTime>
+  <memory snapshot='internal'/>
+  <disks><disk name='vda' snapshot='internal'/><disk name='hdc' snapshot='no'/></disks>
+  <domain type='kvm'><name>web1</name><devices><disk type='file' device='disk'>
+    <source file='/images/web1.qcow2'/><target dev='vda'/></disk></devices></domain>
+</domainsnapshot>"""
+
+EXTERNAL_XML = """<domainsnapshot>
+  <name>pre-migration</name>
+  <state>disk-snapshot</state>
+  <creationTime>1795635615</creationTime>
+  <memory snapshot='no'/>
+  <disks>
+    <disk name='vda' snapshot='external' type='file'>
+      <driver type='qcow2'/><source file='/images/db1.pre-migration'/>
+    </disk>
+  </disks>
+</domainsnapshot>"""
+
+
+def test_parse_running_internal():
+    facts = s.parse_snapshot_xml(RUNNING_XML)
+    assert facts == {
+        'name': 'pre-upgrade',  # not the <domain>'s name
+        'description': 'Before <upgrade> & more',
+        'state': 'running',
+        'creation_time': '2026-11-25T19:40:15Z',
+        'creation_time_epoch': 1795635615,
+        'parent': 'base',
+        'location': 'internal',
+        'memory': 'internal',
+        'disks': [{'name': 'vda', 'snapshot': 'internal', 'file': None},
+                  {'name': 'hdc', 'snapshot': 'no', 'file': None}],  # not the <domain>'s disks
+    }
+
+
+def test_parse_external_disk_only():
+    facts = s.parse_snapshot_xml(EXTERNAL_XML)
+    assert facts['location'] == 'external'
+    assert facts['memory'] == 'no'
+    assert facts['disks'] == [{'name': 'vda', 'snapshot': 'external', 'file': '/images/db1.pre-migration'}]
+    assert facts['parent'] is None and facts['description'] is None
+
+
+def test_parse_external_memory_is_external():
+    xml = "<domainsnapshot><name>m</name><state>running</state><memory snapshot='external' file='/m'/></domainsnapshot>"
+    assert s.parse_snapshot_xml(xml)['location'] == 'external'
+
+
+@pytest.mark.parametrize('state, memory', [('shutoff', 'no'), ('disk-snapshot', 'no'), ('running', 'internal')])
+def test_parse_guesses_memory_when_not_stated(state, memory):
+    xml = f'<domainsnapshot><name>n</name><state>{state}</state></domainsnapshot>'
+    facts = s.parse_snapshot_xml(xml)
+    assert facts['memory'] == memory
+    assert facts['creation_time'] is None and facts['creation_time_epoch'] is None
+
+
+@pytest.mark.parametrize('text', HOSTILE_TEXT)
+def test_build_then_parse_round_trips(text):
+    facts = s.parse_snapshot_xml(s.build_snapshot_xml(text, description=text))
+    assert (facts['name'], facts['description']) == (text, text)
+
+
+def test_iso_utc():
+    assert s.iso_utc(None) is None
+    assert s.iso_utc(0) == '1970-01-01T00:00:00Z'
+    assert s.iso_utc(1795635615) == '2026-11-25T19:40:15Z'
+
+
+def test_summary():
+    assert s.summary(None) == {'state': 'absent'}
+    facts = s.parse_snapshot_xml(RUNNING_XML)
+    assert s.summary(facts) == {'state': 'present', 'name': 'pre-upgrade',
+                                'description': 'Before <upgrade> & more', 'location': 'internal'}
+
+
+# parse_duration
+
+@pytest.mark.parametrize('text, seconds', [
+    ('12h', 12 * 3600),
+    ('7d', 7 * 86400),
+    ('1d12h', 36 * 3600),
+    ('1d 12h', 36 * 3600),
+    ('90m', 5400),
+    ('30s', 30),
+    ('2w', 14 * 86400),
+    ('3600', 3600),
+    (' 2W ', 14 * 86400),
+    ('1w2d3h4m5s', 604800 + 2 * 86400 + 3 * 3600 + 4 * 60 + 5),
+    ('0', 0),
+    (3600, 3600),
+])
+def test_parse_duration(text, seconds):
+    assert s.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize('text', ['', '  ', 'abc', 'd', '12x', '12 days', '1.5h', '-5', '-1d', '1d-2h',
+                                  'x12h', '12h junk', '1d12', '12h x3d'])
+def test_parse_duration_refuses(text):
+    with pytest.raises(SnapshotError, match='Cannot read the duration') as raised:
+        s.parse_duration(text)
+    assert '12h, 7d or 1d12h' in raised.value.msg
+
+
+# snapshot_tree
+
+def _flat(name, parent):
+    return {'name': name, 'parent': parent}
+
+
+def test_snapshot_tree():
+    ordered = [_flat('base', None), _flat('a', 'base'), _flat('a1', 'a'), _flat('b', 'base'), _flat('other', None)]
+    assert s.snapshot_tree(ordered) == [
+        {'name': 'base', 'children': [
+            {'name': 'a', 'children': [{'name': 'a1', 'children': []}]},
+            {'name': 'b', 'children': []},
+        ]},
+        {'name': 'other', 'children': []},
+    ]
+
+
+def test_snapshot_tree_of_a_part_makes_orphans_roots():
+    # only part of the snapshots (a parent that is not in the list): the child becomes a root
+    assert s.snapshot_tree([_flat('child', 'gone')]) == [{'name': 'child', 'children': []}]
+    assert s.snapshot_tree([]) == []
+
+
+# readers, on the test driver
+
+DOMAIN_XML = """<domain type='test'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='{fmt}'/><source file='/guest/{name}.img'/><target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk' snapshot='no'>
+      <driver name='qemu' type='raw'/><source file='/guest/{name}-scratch.raw'/><target dev='vdb' bus='virtio'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/><source file='/guest/install.iso'/><target dev='hdc' bus='ide'/><readonly/>
+    </disk>
+  </devices>
+</domain>"""
+
+
+@pytest.fixture
+def conn():
+    connection = libvirt.open(TEST_URI)  # keeps the test driver's state while the test runs
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def make_domain(conn):
+    made = []
+
+    def make(fmt='qcow2'):
+        dom = conn.defineXML(DOMAIN_XML.format(name=f'model-{uuid.uuid4().hex[:8]}', fmt=fmt))
+        made.append(dom)
+        return dom
+
+    yield make
+    for dom in made:
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+
+
+def redefine(dom, name, epoch, parent=None):
+    root = ET.Element('domainsnapshot')
+    ET.SubElement(root, 'name').text = name
+    ET.SubElement(root, 'state').text = 'shutoff'
+    ET.SubElement(root, 'creationTime').text = str(epoch)
+    if parent is not None:
+        ET.SubElement(ET.SubElement(root, 'parent'), 'name').text = parent
+    root.append(ET.fromstring(dom.XMLDesc(0)))
+    return dom.snapshotCreateXML(ET.tostring(root, encoding='unicode'), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+
+
+def test_list_snapshots_parents_first_siblings_oldest_first(make_domain):
+    dom = make_domain()
+    # defined in an order that is neither by age nor by name
+    redefine(dom, 'root', 100)
+    redefine(dom, 'z-old', 200, 'root')
+    redefine(dom, 'a-new', 300, 'root')
+    redefine(dom, 'z-old-child', 400, 'z-old')
+    redefine(dom, 'second-root', 50)
+    listed = s.list_snapshots(dom)
+    assert [x['name'] for x in listed] == ['second-root', 'root', 'z-old', 'z-old-child', 'a-new']
+    by_name = {x['name']: x for x in listed}
+    assert by_name['root']['children'] == ['z-old', 'a-new']
+    assert by_name['z-old-child']['parent'] == 'z-old'
+    assert all(x['domain'] == dom.name() for x in listed)
+
+
+def test_lookup_snapshot_and_facts(make_domain):
+    dom = make_domain()
+    assert s.lookup_snapshot(dom, 'missing') is None
+    created = dom.snapshotCreateXML(s.build_snapshot_xml('first', 'd <&>'), 0)
+    dom.snapshotCreateXML(s.build_snapshot_xml('second'), 0)
+    assert s.lookup_snapshot(dom, 'first').getName() == created.getName()
+    facts = s.snapshot_facts(s.lookup_snapshot(dom, 'first'), dom.name())
+    assert facts['description'] == 'd <&>'
+    assert facts['children'] == ['second']
+    assert facts['current'] is False
+    assert s.snapshot_facts(s.lookup_snapshot(dom, 'second'), dom.name())['current'] is True
+
+
+def test_domain_disks_skips_cdroms(make_domain):
+    dom = make_domain()
+    disks = s.domain_disks(dom)
+    assert [(d['name'], d['format'], d['snapshot']) for d in disks] == [('vda', 'qcow2', None), ('vdb', 'raw', 'no')]
+    assert disks[0]['file'] == f'/guest/{dom.name()}.img'
+
+
+def test_check_internal_possible(make_domain):
+    s.check_internal_possible(make_domain('qcow2'))  # the raw disk with snapshot='no' and the CD-ROM do not count
+    raw = make_domain('raw')
+    with pytest.raises(SnapshotError, match='disk vda .* is raw; an internal snapshot needs every disk in qcow2') as raised:
+        s.check_internal_possible(raw)
+    assert raised.value.details == {'domain': raw.name(), 'disk': 'vda'}
+
+
+class _Named:
+    def __init__(self, name):
+        self._name = name
+
+    def getName(self):
+        return self._name
+
+
+class _WithExternal:
+    """A qcow2 domain of the test driver that also reports external snapshots (the test driver has none)."""
+
+    def __init__(self, dom):
+        self._dom = dom
+
+    def __getattr__(self, attr):
+        return getattr(self._dom, attr)
+
+    def listAllSnapshots(self, flags=0):
+        return [_Named('ext-2'), _Named('ext-1')] if flags & s.LIST_EXTERNAL else self._dom.listAllSnapshots(flags)
+
+
+def test_check_internal_refuses_on_top_of_external(make_domain):
+    with pytest.raises(SnapshotError, match=r'has external \(disk-only\) snapshots \(ext-1, ext-2\)'):
+        s.check_internal_possible(_WithExternal(make_domain()))
+
+
+# local files
+
+def test_is_local_uri():
+    assert s.is_local_uri('qemu:///system')
+    assert s.is_local_uri('qemu+ssh://localhost/system')
+    assert not s.is_local_uri('qemu+ssh://root@hv1.example.com/system')
+
+
+def test_tighten_modes(tmp_path):
+    overlay = tmp_path / 'web1.pre'
+    overlay.write_bytes(b'')
+    os.chmod(overlay, 0o644)
+    internal = tmp_path / 'web1.qcow2'
+    internal.write_bytes(b'')
+    os.chmod(internal, 0o644)
+    s.tighten_modes({'disks': [
+        {'name': 'vda', 'snapshot': 'external', 'file': str(overlay)},
+        {'name': 'vdb', 'snapshot': 'internal', 'file': str(internal)},
+        {'name': 'vdc', 'snapshot': 'external', 'file': str(tmp_path / 'not-there')},
+    ]})
+    assert stat.S_IMODE(os.stat(overlay).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(internal).st_mode) == 0o644
