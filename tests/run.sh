@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# The test command of the kvm.snapshots collection: ./tests/run.sh
+#
+# On a fresh Debian 12 machine, as root, it installs what the tests need
+# (Debian packages through tests/lab/lab.py, Python packages from
+# requirements-test.txt), brings up the test lab when a stage needs it, runs
+# every stage, cleans the lab up, prints a summary and exits non-zero if any
+# stage failed. Every stage runs even when an earlier one failed.
+#
+# Stages, in order:
+#   unit         python3 -m pytest tests/unit (libvirt's test:///default driver)
+#   sanity       tests/sanity/run.sh (ansible-test sanity, no ignore entries)
+#   lint         ansible-lint, production profile, on roles/ and playbooks/
+#   changelog    antsibull-changelog lint (fragments and changelog.yaml)
+#   build        ansible-galaxy collection build + install + ansible-doc of each module and role
+#   integration  python3 -m pytest tests/integration (real libvirtd + QEMU from the lab)
+#
+# Options:
+#   --only LIST     run only these stages (comma-separated), e.g. --only unit,sanity
+#   --skip LIST     run all stages but these
+#   --no-install    do not install Debian or Python packages (they are already there)
+#   --keep-lab      leave the lab's domains and daemons in place at the end
+#   -h, --help      show this help
+#
+# Environment: PYTHON (default python3) is the Python used for everything.
+set -euo pipefail
+
+ALL_STAGES=(unit sanity lint changelog build integration)
+MODULES=(snapshot snapshot_info snapshot_revert snapshot_prune)
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+PYTHON=${PYTHON:-python3}
+export PYTHON
+# the tools pip installs for that Python (ansible-lint, ansible-galaxy, ...) come first
+PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
+export PIP_ROOT_USER_ACTION=ignore PIP_PROGRESS_BAR=off
+
+only=""
+skip=""
+install=1
+keep_lab=0
+while (($#)); do
+    case $1 in
+        --only) only=${2:?--only needs a list}; shift 2 ;;
+        --only=*) only=${1#*=}; shift ;;
+        --skip) skip=${2:?--skip needs a list}; shift 2 ;;
+        --skip=*) skip=${1#*=}; shift ;;
+        --no-install) install=0; shift ;;
+        --keep-lab) keep_lab=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+known() { [[ " ${ALL_STAGES[*]} " == *" $1 "* ]]; }
+for name in ${only//,/ } ${skip//,/ }; do
+    known "$name" || { echo "run.sh: unknown stage '$name' (stages: ${ALL_STAGES[*]})" >&2; exit 2; }
+done
+
+stages=()
+for name in "${ALL_STAGES[@]}"; do
+    if [[ -n $only && ",$only," != *",$name,"* ]]; then continue; fi
+    if [[ ",$skip," == *",$name,"* ]]; then continue; fi
+    stages+=("$name")
+done
+selected() { [[ " ${stages[*]} " == *" $1 "* ]]; }
+
+# --------------------------------------------------------------------------
+# Bookkeeping: every step gets a line in the summary.
+# --------------------------------------------------------------------------
+summary_names=()
+summary_results=()
+summary_seconds=()
+failed=()
+
+record() {  # record NAME RESULT SECONDS
+    summary_names+=("$1")
+    summary_results+=("$2")
+    summary_seconds+=("$3")
+    if [[ $2 == FAIL ]]; then failed+=("$1"); fi
+}
+
+# step NAME FUNCTION: run FUNCTION, time it, record PASS/FAIL/SKIP.
+# A function returns 0 (pass), 99 (skip: it printed why) or anything else (fail).
+step() {
+    local name=$1 fn=$2 start rc=0 result
+    start=$SECONDS
+    echo
+    echo "==> [$name] starting at $(date '+%H:%M:%S')"
+    "$fn" || rc=$?
+    case $rc in
+        0) result=PASS ;;
+        99) result=SKIP ;;
+        *) result=FAIL ;;
+    esac
+    record "$name" "$result" $((SECONDS - start))
+    echo "<== [$name] $result in $((SECONDS - start)) s (exit $rc)"
+}
+
+lab() {
+    "$PYTHON" tests/lab/lab.py "$@" </dev/null
+}
+have_lab() { [[ -f tests/lab/lab.py ]]; }
+
+# pytest exits 5 when it collected no test: that is a failure here.
+run_pytest() {
+    local rc=0
+    "$PYTHON" -m pytest "$@" || rc=$?
+    if ((rc == 5)); then
+        echo "run.sh: pytest collected no test in $*: counted as a failure" >&2
+    fi
+    return "$rc"
+}
+
+# pytest-ansible links the repository's top-level entries into
+# collections/ansible_collections/kvm/snapshots once, the first time pytest
+# runs from the root. Drop that link farm so it is made anew and sees
+# top-level entries added since (only if it holds nothing but symlinks).
+refresh_link_farm() {
+    local farm=collections/ansible_collections/kvm/snapshots
+    if [[ -d $farm && ! -L $farm ]] && [[ -z $(find "$farm" -mindepth 1 -maxdepth 1 ! -type l -print -quit) ]]; then
+        rm -rf "$farm"
+    fi
+}
+
+has_tests() {  # has_tests DIR: does DIR hold pytest test files?
+    [[ -d $1 ]] && [[ -n $(find "$1" \( -name 'test_*.py' -o -name '*_test.py' \) -print -quit) ]]
+}
+
+# A collections path in which kvm.snapshots is this working tree.
+link_collection() {
+    local dir
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/kvm-snapshots-collections.XXXXXX")
+    mkdir -p "$dir/ansible_collections/kvm"
+    ln -s "$root" "$dir/ansible_collections/kvm/snapshots"
+    echo "$dir"
+}
+
+tmp_dirs=()
+new_tmp() {
+    local dir
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/kvm-snapshots-$1.XXXXXX")
+    tmp_dirs+=("$dir")
+    echo "$dir"
+}
+
+# --------------------------------------------------------------------------
+# Setup
+# --------------------------------------------------------------------------
+apt_updated=0
+apt_install() {  # apt_install PKG...: install the ones not installed yet
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    if ! command -v apt-get >/dev/null || ((EUID != 0)); then
+        echo "run.sh: please install: ${missing[*]}" >&2
+        return 1
+    fi
+    echo "run.sh: apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ((apt_updated == 0)); then
+        apt-get update -qq
+        apt_updated=1
+    fi
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+}
+
+do_install() {
+    local rc=0
+    if have_lab; then
+        lab deps || rc=$?
+    else
+        echo "run.sh: tests/lab/lab.py not found; installing the build packages of libvirt-python only"
+        apt_install gcc pkg-config libvirt-dev || rc=$?
+    fi
+    # ansible-test's shellcheck sanity test is skipped when shellcheck is missing
+    if selected sanity; then
+        apt_install shellcheck || rc=$?
+    fi
+    "$PYTHON" -m pip install --quiet -r requirements-test.txt || rc=$?
+    return "$rc"
+}
+
+lab_up=0
+do_lab() {
+    if ! have_lab; then
+        echo "run.sh: tests/lab/lab.py not found: no lab"
+        return 99
+    fi
+    lab_up=1
+    lab daemons || return $?
+    lab image || return $?
+}
+
+cleanup_done=0
+cleanup_lab() {
+    ((cleanup_done == 0)) || return 0
+    cleanup_done=1
+    if ((lab_up == 0)) || ! have_lab; then return 0; fi
+    if ((keep_lab == 1)); then
+        echo "run.sh: --keep-lab: leaving the lab as it is"
+        return 0
+    fi
+    local start=$SECONDS rc=0
+    echo
+    echo "==> [lab cleanup]"
+    lab cleanup || rc=$?
+    lab daemons-stop || rc=$?
+    local result=PASS
+    if ((rc != 0)); then result=FAIL; fi
+    record lab-cleanup "$result" $((SECONDS - start))
+    echo "<== [lab cleanup] $result in $((SECONDS - start)) s"
+}
+
+on_exit() {
+    local rc=$?
+    cleanup_lab || true
+    if ((${#tmp_dirs[@]})); then rm -rf "${tmp_dirs[@]}"; fi
+    return "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------
+stage_unit() {
+    refresh_link_farm
+    run_pytest tests/unit
+}
+
+stage_sanity() {
+    tests/sanity/run.sh
+}
+
+stage_lint() {
+    local paths=() dir colls rc=0
+    for dir in roles playbooks; do
+        if [[ -d $dir && -n $(find "$dir" -type f -print -quit) ]]; then paths+=("$dir"); fi
+    done
+    if ((${#paths[@]} == 0)); then
+        echo "run.sh: roles/ and playbooks/ are empty: nothing for ansible-lint"
+        return 99
+    fi
+    # offline (see .ansible-lint): ansible-lint does not install the
+    # collection itself then, so point it at this working tree.
+    colls=$(link_collection)
+    tmp_dirs+=("$colls")
+    ANSIBLE_COLLECTIONS_PATH="$colls" ansible-lint "${paths[@]}" || rc=$?
+    return "$rc"
+}
+
+stage_changelog() {
+    antsibull-changelog lint || return $?
+    antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml || return $?
+    echo "changelog fragments and changelogs/changelog.yaml are valid"
+}
+
+stage_build() {
+    local work tarball module role found=0 rc=0
+    work=$(new_tmp build)
+    ansible-galaxy collection build --output-path "$work/dist" . || return $?
+    tarball=$(echo "$work"/dist/kvm-snapshots-*.tar.gz)
+    echo "built $(basename "$tarball"): $(du -k "$tarball" | cut -f1) KiB, $(tar -tzf "$tarball" | wc -l) entries"
+    ANSIBLE_COLLECTIONS_PATH="$work/collections" \
+        ansible-galaxy collection install --offline -p "$work/collections" "$tarball" || return $?
+    # ansible-doc from the installed copy only, away from the work tree
+    for module in "${MODULES[@]}"; do
+        if [[ ! -f plugins/modules/$module.py ]]; then
+            echo "run.sh: plugins/modules/$module.py not there yet: skipping its ansible-doc"
+            continue
+        fi
+        found=1
+        echo "--- ansible-doc kvm.snapshots.$module"
+        (cd "$work" && ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-doc -t module "kvm.snapshots.$module" >"$work/doc.txt") || {
+            rc=1
+            continue
+        }
+        head -n 3 "$work/doc.txt"
+    done
+    for role in roles/*/; do
+        [[ -f ${role}meta/argument_specs.yml ]] || continue
+        role=$(basename "$role")
+        found=1
+        echo "--- ansible-doc -t role kvm.snapshots.$role"
+        (cd "$work" && ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-doc -t role "kvm.snapshots.$role" >"$work/doc.txt") || {
+            rc=1
+            continue
+        }
+        head -n 3 "$work/doc.txt"
+    done
+    ((found == 1)) || echo "run.sh: no module or role to document yet"
+    return "$rc"
+}
+
+stage_integration() {
+    if ! has_tests tests/integration; then
+        echo "run.sh: tests/integration has no tests yet"
+        return 99
+    fi
+    if ((lab_ok == 0)); then
+        echo "run.sh: the lab did not come up (see [lab] above)" >&2
+        return 1
+    fi
+    refresh_link_farm
+    run_pytest tests/integration
+}
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+total_start=$SECONDS
+echo "run.sh: stages: ${stages[*]:-(none)}; python: $(command -v "$PYTHON") ($("$PYTHON" --version 2>&1)); CI=${CI:-}"
+
+if ((install == 1)); then
+    step install do_install
+fi
+
+lab_ok=0
+if selected integration && has_tests tests/integration; then
+    step lab do_lab
+    [[ ${summary_results[-1]} == PASS ]] && lab_ok=1
+fi
+
+for name in "${stages[@]}"; do
+    step "$name" "stage_$name"
+done
+
+cleanup_lab
+
+echo
+echo "==================== tests/run.sh summary ===================="
+printf '%-14s %-6s %8s\n' step result seconds
+for i in "${!summary_names[@]}"; do
+    printf '%-14s %-6s %8s\n' "${summary_names[$i]}" "${summary_results[$i]}" "${summary_seconds[$i]}"
+done
+printf '%-14s %-6s %8s\n' total "" $((SECONDS - total_start))
+if ((${#failed[@]})); then
+    echo "tests/run.sh: FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "tests/run.sh: all steps ok"
