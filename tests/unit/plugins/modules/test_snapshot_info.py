@@ -205,7 +205,7 @@ def test_snapshot_that_keeps_vanishing_is_an_error(make_domain, monkeypatch):
     assert raised.value.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT
 
 
-def test_domain_undefined_while_all_are_read_is_skipped(run_module, make_domain, conn, monkeypatch):
+def test_domain_undefined_while_all_are_read_is_skipped(run_module, make_domain, monkeypatch):
     kept = make_domain('shutoff', prefix='info')
     add_snapshot(kept, 'k', BASE_EPOCH)
     gone = make_domain('shutoff', prefix='info')

@@ -241,10 +241,9 @@ def test_snapshot_deleted_meanwhile_is_not_an_error(run_module, history_domain, 
 
 
 def test_failure_halfway_reports_what_was_deleted(run_module, run_failing, history_domain, monkeypatch):
-    try:
+    with pytest.raises(libvirt.libvirtError) as refused:
         history_domain.undefine()  # refused: it has snapshots
-    except libvirt.libvirtError as exc:
-        refusal = exc  # a real libvirt error (not "no such snapshot") to raise in place of a deletion
+    refusal = refused.value  # a real libvirt error (not "no such snapshot") to raise in place of a deletion
     assert refusal.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID
     real_delete = libvirt.virDomainSnapshot.delete
 
