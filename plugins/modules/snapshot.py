@@ -223,7 +223,7 @@ class SnapshotManager:
 
     def run(self) -> dict[str, t.Any]:
         if self.params['domain'] is not None:
-            result = self.ensure(self.params['domain'])
+            result = {'domain': self.params['domain'], **self.ensure(self.params['domain'])}
             return self._with_diff(result, result.pop('_before'), result.pop('_after'))
         names, unmatched = resolve_domains(self.client.conn, self.params['domains'])
         results = run_parallel(names, self.ensure, self.params['parallel'])
