@@ -1,0 +1,1110 @@
+"""Disposable libvirt/QEMU test lab for the ``kvm.snapshots`` collection.
+
+This is test tooling, not part of the collection: it may shell out to
+``apt-get``, ``virsh``, ``qemu-img`` and ``debootstrap``.  It needs root,
+Python 3.11 and (for the ``Lab`` class) libvirt-python.
+
+What the lab provides
+=====================
+
+* **Packages** (``deps``): the Debian packages for libvirt + QEMU + the image
+  build, installed with apt-get only when missing; libvirt-python with pip
+  only when it cannot be imported.
+* **Daemons** (``daemons``): ``virtlogd -d`` and ``libvirtd -d`` (there is no
+  systemd on these machines), started only when nothing serves them yet.
+  The lab records in ``STATE_DIR/daemons.json`` which daemons *it* started,
+  and ``daemons-stop`` stops only those, by the pid in their pidfile.
+* **Guest image** (``image``): a small Debian bookworm root file system made
+  with debootstrap, shrunk, put into an ext4 file system and converted to
+  ``base.qcow2``, with the kernel and initrd copied next to it for direct
+  kernel boot.  It is cached in ``CACHE_DIR/<recipe-hash>/``; the hash
+  covers the debootstrap command, the package list, the customisation
+  script and the mkfs step, so changing the recipe builds a new image.
+  Builds happen in ``CACHE_DIR/.build-*`` under a lock and are renamed
+  into place at the end, so an interrupted build never leaves a half image.
+  qemu-guest-agent starts at boot (see ``CUSTOMIZE_SH``).
+* **Domains** (class ``Lab``): every domain and file the lab makes is named
+  with a prefix, ``kslab-<run id>-`` by default.  All start with
+  ``GLOBAL_PREFIX`` (``kslab-``), so ``cleanup`` (no arguments) removes the
+  leftovers of any earlier, interrupted run.  Two kinds:
+
+  - ``blank_domain``: a tiny VM (64 MiB, SeaBIOS, no OS) with blank qcow2 or
+    raw disks; starts in a fraction of a second and snapshots quickly.
+  - ``guest_domain``: a real Debian guest, a linked clone (qcow2 overlay with
+    the cached ``base.qcow2`` as backing file), direct kernel boot,
+    qemu-guest-agent channel, serial console written to a log file.  It
+    reaches a working guest agent in about 20 s under software emulation.
+
+  All domains are ``<domain type='qemu'>`` (TCG): nested KVM hangs on this
+  kind of machine.  Disks, console logs and anything else the tests put
+  there live in ``RUN_DIR`` (``/var/lib/kvm-snapshots-lab/run``), never in
+  the repository.
+
+CLI (``python3 tests/lab/lab.py CMD``)
+======================================
+
+``deps``, ``daemons``, ``daemons-stop``, ``image [--rebuild]``,
+``cleanup [--prefix P]``, ``up`` (deps + daemons + image), ``status``,
+``smoke [--keep]`` (end-to-end self check with timings).
+
+Python use
+==========
+
+Import as ``from tests.lab import lab`` (repository root on ``sys.path``) or
+``import lab`` (``tests/lab`` on ``sys.path``)::
+
+    with lab.Lab() as L:                       # cleanup() on exit
+        dom = L.guest_domain('g1')
+        L.wait_agent(dom)
+        rc, out, err = L.guest_exec(dom, ['cat', '/etc/os-release'])
+
+The directories can be moved with the environment variables
+``KSLAB_STATE_DIR`` and ``KSLAB_CACHE_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+LOG = logging.getLogger('kslab')
+
+# --------------------------------------------------------------------------
+# Constants
+# --------------------------------------------------------------------------
+
+DEFAULT_URI = 'qemu:///system'
+#: Every domain and run-dir file the lab makes starts with this.
+GLOBAL_PREFIX = 'kslab-'
+
+STATE_DIR = os.environ.get('KSLAB_STATE_DIR', '/var/lib/kvm-snapshots-lab')
+RUN_DIR = os.path.join(STATE_DIR, 'run')
+DAEMON_STATE_FILE = os.path.join(STATE_DIR, 'daemons.json')
+CACHE_DIR = os.environ.get('KSLAB_CACHE_DIR', '/var/cache/kvm-snapshots-lab')
+LIBVIRT_IMAGES_DIR = '/var/lib/libvirt/images'
+
+APT_PACKAGES = (
+    'qemu-system-x86', 'qemu-utils', 'libvirt-daemon-system', 'libvirt-clients',
+    'libvirt-dev', 'debootstrap', 'pkg-config',
+)
+
+#: (daemon, pidfile, socket it serves); started in this order, stopped reversed.
+DAEMONS = (
+    ('virtlogd', '/run/virtlogd.pid', '/run/libvirt/virtlogd-sock'),
+    ('libvirtd', '/run/libvirtd.pid', '/run/libvirt/libvirt-sock'),
+)
+
+DOMAIN_STATES = ('running', 'paused', 'shutoff')
+DISK_FORMATS = ('qcow2', 'raw')
+AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+
+# --------------------------------------------------------------------------
+# Guest image recipe.  Everything in this block goes into the recipe hash.
+# --------------------------------------------------------------------------
+
+GUEST_SUITE = 'bookworm'
+GUEST_PACKAGES = (
+    'linux-image-amd64', 'qemu-guest-agent', 'systemd-sysv', 'python3-minimal',
+    'udev', 'kmod', 'coreutils',
+)
+GUEST_HOSTNAME = 'kslab-guest'
+IMAGE_SIZE = '2G'
+#: ``{rootfs}`` and ``{mirror}`` are filled in at build time; the mirror is
+#: deliberately not part of the hash (any Debian mirror gives the same suite).
+DEBOOTSTRAP_ARGV = (
+    'debootstrap', '--variant=minbase', '--include=' + ','.join(GUEST_PACKAGES),
+    GUEST_SUITE, '{rootfs}', '{mirror}',
+)
+MKFS_ARGV = ('mkfs.ext4', '-q', '-F', '-L', 'kslab-root', '-d', '{rootfs}', '{raw}', IMAGE_SIZE)
+
+#: Run on the host as ``bash -c CUSTOMIZE_SH customize ROOTFS OUTDIR`` after
+#: debootstrap.  It copies the kernel and initrd to OUTDIR and prepares the
+#: root file system for a quick, headless boot to qemu-guest-agent.
+CUSTOMIZE_SH = r'''
+set -euo pipefail
+root=$1 out=$2 hostname=$3
+
+kver=$(ls "$root/usr/lib/modules")
+if [ "$(printf '%s\n' "$kver" | wc -l)" != 1 ]; then
+    echo "expected exactly one kernel in the image, found: $kver" >&2; exit 1
+fi
+
+# -- Initrd: only what is needed to mount /dev/vda (virtio-pci, virtio-blk,
+#    ext4) instead of Debian's MODULES=most: smaller, and faster to unpack
+#    and probe under software emulation.
+printf 'MODULES=list\nBUSYBOX=n\n' > "$root/etc/initramfs-tools/conf.d/kslab"
+printf '%s\n' virtio_pci virtio_blk ext4 crc32c_generic > "$root/etc/initramfs-tools/modules"
+chroot "$root" update-initramfs -u -k "$kver" >/dev/null
+
+# -- Boot artefacts go outside the image (direct kernel boot).
+install -m 0644 "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
+install -m 0644 "$root/boot/initrd.img-$kver" "$out/initrd.img"
+rm -rf "$root"/boot/* "$root"/vmlinuz* "$root"/initrd.img*
+
+# -- Identity.  debootstrap wrote a machine-id; a non-empty one also keeps
+#    systemd from treating each boot as a first boot.
+test -s "$root/etc/machine-id"
+echo "$hostname" > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$hostname" > "$root/etc/hosts"
+printf '/dev/vda\t/\text4\trw,errors=remount-ro\t0\t0\n' > "$root/etc/fstab"
+chroot "$root" passwd -d root >/dev/null
+
+# -- qemu-guest-agent.  Debian's unit has no [Install] section: it is started
+#    by a udev rule (SYSTEMD_WANTS) when the virtio port
+#    org.qemu.guest_agent.0 appears, and BindsTo= that device.  Make it
+#    independent of that rule: load virtio_console early and let
+#    multi-user.target want the service (it still waits for the device).
+mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+ln -sf /lib/systemd/system/qemu-guest-agent.service \
+    "$root/etc/systemd/system/multi-user.target.wants/qemu-guest-agent.service"
+echo virtio_console > "$root/etc/modules-load.d/kslab-guest-agent.conf"
+
+# -- Boot speed: no timers or maintenance jobs in a throw-away test guest.
+for unit in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
+            e2scrub_all.timer e2scrub_reap.service fstrim.timer \
+            systemd-pstore.service getty@tty1.service remote-fs.target; do
+    rm -f "$root"/etc/systemd/system/*.wants/"$unit"
+done
+
+# -- Shrink: package caches, documentation, translations ...
+rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
+       "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+       "$root"/usr/share/locale/* "$root"/var/log/*.log "$root"/var/log/apt/*
+mkdir -p "$root/var/lib/apt/lists/partial"
+# ... and every kernel module a virtio guest on ext4 does not load.
+keep='^kernel/(drivers/virtio/|drivers/block/virtio_blk|drivers/char/virtio_console|'
+keep+='drivers/char/hw_random/virtio-rng|drivers/net/(virtio_net|net_failover)|net/core/failover|'
+keep+='fs/(ext4|jbd2|autofs)/|fs/mbcache|lib/(crc|libcrc32c)|crypto/crc|arch/x86/crypto/crc)'
+(cd "$root/usr/lib/modules/$kver" && find kernel -name '*.ko*' | { grep -Ev "$keep" || true; } | xargs -r rm -f)
+find "$root/usr/lib/modules/$kver/kernel" -type d -empty -delete
+chroot "$root" depmod "$kver"
+'''
+
+#: Guest kernel command line.  ``fsck.mode=skip``: the root is mounted
+#: read-write by the initramfs; ``systemd.show_status=0`` and ``quiet`` keep the
+#: (slow, emulated) serial console short.
+GUEST_CMDLINE = ('root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0 '
+                 'fsck.mode=skip systemd.unit=multi-user.target mitigations=off')
+
+
+class LabError(Exception):
+    """Something in the lab failed; the message says what and where to look."""
+
+
+class AgentError(LabError):
+    """The guest agent answered with an error or did not answer."""
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------
+
+def _run(argv, check=True, timeout=None, **kwargs):
+    """Run argv with text output captured; raise LabError on failure if check."""
+    kwargs.setdefault('capture_output', True)
+    kwargs.setdefault('text', True)
+    try:
+        cp = subprocess.run(list(argv), check=False, timeout=timeout, **kwargs)
+    except FileNotFoundError as exc:
+        raise LabError('%s: command not found (run "lab.py deps")' % argv[0]) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise LabError('%s did not finish within %s s' % (' '.join(argv), timeout)) from exc
+    if check and cp.returncode != 0:
+        raise LabError('%s failed with exit code %d:\n%s' % (
+            ' '.join(argv), cp.returncode, ((cp.stderr or '') + (cp.stdout or '')).strip()[-4000:]))
+    return cp
+
+
+def _libvirt():
+    """Import libvirt-python lazily (``deps`` must work before it is installed)."""
+    try:
+        import libvirt  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise LabError('libvirt-python is not installed (run "lab.py deps")') from exc
+    # libvirt prints every error to stderr by default; we raise them instead.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
+def _pid_alive(pid, name=None):
+    """True if pid runs (and, when name is given, its /proc comm is name)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if name is None:
+        return True
+    try:
+        with open('/proc/%d/comm' % pid, encoding='utf-8') as fh:
+            return fh.read().strip() == name[:15]
+    except OSError:
+        return False
+
+
+def _read_pidfile(path):
+    try:
+        with open(path, encoding='utf-8') as fh:
+            return int(fh.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _socket_answers(path):
+    """True if something accepts connections on the unix socket path."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def _mounts_below(path):
+    """Mount points at or below path, deepest first."""
+    path = os.path.realpath(path)
+    found = []
+    with open('/proc/self/mounts', encoding='utf-8') as fh:
+        for line in fh:
+            mnt = line.split()[1].encode().decode('unicode_escape')
+            if mnt == path or mnt.startswith(path + '/'):
+                found.append(mnt)
+    return sorted(found, key=len, reverse=True)
+
+
+def _rmtree(path):
+    """Remove a build tree, unmounting what a killed debootstrap left mounted."""
+    for mnt in _mounts_below(path):
+        _run(['umount', '-l', mnt], check=False)
+    if _mounts_below(path):
+        raise LabError('cannot unmount everything below %s; remove it by hand' % path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Hold an exclusive flock on path for the duration of the block."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'a', encoding='utf-8') as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _makedirs(path, mode=0o755):
+    """mkdir -p, with a mode the unprivileged QEMU user can traverse."""
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, mode)
+
+
+# --------------------------------------------------------------------------
+# deps
+# --------------------------------------------------------------------------
+
+def _dpkg_installed(package):
+    cp = _run(['dpkg-query', '-W', '-f=${db:Status-Abbrev}', package], check=False)
+    return cp.returncode == 0 and cp.stdout.startswith('ii')
+
+
+def install_deps():
+    """Install the missing Debian packages and libvirt-python; quick when all are there."""
+    missing = [p for p in APT_PACKAGES if not _dpkg_installed(p)]
+    if missing:
+        env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+        LOG.info('apt-get install %s', ' '.join(missing))
+        _run(['apt-get', 'update', '-q'], env=env)
+        _run(['apt-get', 'install', '-y', '-q'] + missing, env=env)
+    else:
+        LOG.info('Debian packages: all present')
+    try:
+        import libvirt  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    except ImportError:
+        LOG.info('pip install libvirt-python (builds against libvirt-dev)')
+        _run([sys.executable, '-m', 'pip', 'install', 'libvirt-python'])
+
+
+# --------------------------------------------------------------------------
+# daemons
+# --------------------------------------------------------------------------
+
+def _load_daemon_state():
+    try:
+        with open(DAEMON_STATE_FILE, encoding='utf-8') as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_daemon_state(state):
+    _makedirs(STATE_DIR)
+    tmp = DAEMON_STATE_FILE + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as fh:
+        json.dump(state, fh, indent=2, sort_keys=True)
+    os.replace(tmp, DAEMON_STATE_FILE)
+
+
+def libvirt_answers(uri=DEFAULT_URI, timeout=10):
+    """True if ``virsh -c uri version`` answers."""
+    try:
+        cp = subprocess.run(['virsh', '-c', uri, 'version'], capture_output=True,
+                            text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return cp.returncode == 0
+
+
+def daemon_status():
+    """{daemon: {'pid': int or 0, 'started_by_lab': bool}} for virtlogd and libvirtd."""
+    state = _load_daemon_state()
+    result = {}
+    for name, pidfile, _sock in DAEMONS:
+        pid = _read_pidfile(pidfile)
+        pid = pid if _pid_alive(pid, name) else 0
+        ours = bool(pid) and state.get(name, {}).get('pid') == pid
+        result[name] = {'pid': pid, 'started_by_lab': ours}
+    return result
+
+
+def start_daemons(uri=DEFAULT_URI, timeout=30):
+    """Start virtlogd and libvirtd unless running; wait until uri accepts connections."""
+    _makedirs(LIBVIRT_IMAGES_DIR, 0o711)
+    _makedirs(RUN_DIR)
+    state = _load_daemon_state()
+    for name, pidfile, sock in DAEMONS:
+        pid = _read_pidfile(pidfile)
+        if _pid_alive(pid, name):
+            LOG.info('%s already running (pid %d%s)', name, pid,
+                     ', started by the lab' if state.get(name, {}).get('pid') == pid else '')
+            continue
+        state.pop(name, None)
+        if _socket_answers(sock):
+            LOG.info('%s: %s is served by something else (systemd or split daemons)', name, sock)
+            continue
+        LOG.info('starting %s -d', name)
+        _run([name, '-d'])
+        deadline = time.monotonic() + 10
+        while not _pid_alive(_read_pidfile(pidfile), name):
+            if time.monotonic() > deadline:
+                raise LabError('%s -d started but wrote no live pid to %s' % (name, pidfile))
+            time.sleep(0.1)
+        state[name] = {'pid': _read_pidfile(pidfile), 'started_at': time.time()}
+        _save_daemon_state(state)
+    _save_daemon_state(state)
+    deadline = time.monotonic() + timeout
+    while not libvirt_answers(uri):
+        if time.monotonic() > deadline:
+            raise LabError('%s does not accept connections after %d s' % (uri, timeout))
+        time.sleep(0.5)
+    LOG.info('%s answers', uri)
+
+
+def stop_daemons(uri=DEFAULT_URI, timeout=20):
+    """Remove all lab domains, then stop the daemons the lab started (by pidfile pid)."""
+    state = _load_daemon_state()
+    if not state:
+        LOG.info('the lab started no daemons; nothing to stop')
+        return
+    if libvirt_answers(uri):
+        cleanup(GLOBAL_PREFIX, uri)
+    for name, pidfile, _sock in reversed(DAEMONS):
+        rec = state.pop(name, None)
+        if not rec:
+            continue
+        pid = _read_pidfile(pidfile)
+        if pid != rec.get('pid') or not _pid_alive(pid, name):
+            LOG.info('%s (pid %s) started by the lab no longer runs', name, rec.get('pid'))
+            continue
+        LOG.info('stopping %s (pid %d)', name, pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid, name):
+            if time.monotonic() > deadline:
+                _save_daemon_state(dict(state, **{name: rec}))
+                raise LabError('%s (pid %d) did not stop within %d s' % (name, pid, timeout))
+            time.sleep(0.1)
+    _save_daemon_state(state)
+
+
+# --------------------------------------------------------------------------
+# image
+# --------------------------------------------------------------------------
+
+def recipe_hash():
+    """Short hash of everything that determines the guest image's content."""
+    recipe = {
+        'debootstrap': list(DEBOOTSTRAP_ARGV),
+        'customize': CUSTOMIZE_SH,
+        'hostname': GUEST_HOSTNAME,
+        'mkfs': list(MKFS_ARGV),
+        'convert': 'qemu-img convert -O qcow2',
+    }
+    blob = json.dumps(recipe, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class GuestImage:
+    """Paths of one cached guest image (``base``, ``kernel``, ``initrd``)."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.base = os.path.join(directory, 'base.qcow2')
+        self.kernel = os.path.join(directory, 'vmlinuz')
+        self.initrd = os.path.join(directory, 'initrd.img')
+        self.info = os.path.join(directory, 'recipe.json')
+
+    def exists(self):
+        """True if all files of a complete build are there."""
+        return all(os.path.isfile(p) for p in (self.base, self.kernel, self.initrd, self.info))
+
+    def __repr__(self):
+        return 'GuestImage(%r)' % self.dir
+
+
+def image_paths():
+    """The GuestImage for the current recipe (it may not be built yet)."""
+    return GuestImage(os.path.join(CACHE_DIR, recipe_hash()))
+
+
+def debian_mirror():
+    """The Debian mirror the host's apt uses (one-line and deb822 sources)."""
+    candidates = []
+    paths = ['/etc/apt/sources.list']
+    with contextlib.suppress(OSError):
+        paths += sorted(os.path.join('/etc/apt/sources.list.d', f)
+                        for f in os.listdir('/etc/apt/sources.list.d')
+                        if f.endswith(('.list', '.sources')))
+    for path in paths:
+        with contextlib.suppress(OSError):
+            with open(path, encoding='utf-8') as fh:
+                text = fh.read()
+            if path.endswith('.sources'):
+                for stanza in re.split(r'\n\s*\n', text):
+                    fields = dict(re.findall(r'^([A-Za-z-]+):\s*(.*)$', stanza, re.M))
+                    if 'deb' in fields.get('Types', '').split():
+                        for uri in fields.get('URIs', '').split():
+                            candidates.append((uri, fields.get('Suites', '').split()))
+            else:
+                for line in text.splitlines():
+                    words = re.sub(r'\[[^]]*\]', ' ', line.split('#')[0]).split()
+                    if len(words) >= 3 and words[0] == 'deb':
+                        candidates.append((words[1], [words[2]]))
+    for uri, suites in candidates:
+        if 'security' not in uri and any(s.split('-')[0] in ('bookworm', 'trixie', 'stable', GUEST_SUITE)
+                                         for s in suites):
+            return uri.rstrip('/')
+    return 'http://deb.debian.org/debian'
+
+
+def build_image(rebuild=False):
+    """Build the guest image unless the cache has it; return its GuestImage.
+
+    Takes ~2-3 min (debootstrap dominates).  Concurrent callers wait on a
+    lock; an interrupted build leaves only a ``.build-*`` directory that the
+    next build removes.
+    """
+    img = image_paths()
+    if img.exists() and not rebuild:
+        LOG.info('guest image cached: %s', img.dir)
+        return img
+    _makedirs(CACHE_DIR)
+    with _locked(os.path.join(CACHE_DIR, '.lock')):
+        if img.exists() and not rebuild:
+            LOG.info('guest image cached: %s (built by a concurrent run)', img.dir)
+            return img
+        for entry in os.listdir(CACHE_DIR):
+            if entry.startswith('.build-'):
+                LOG.info('removing interrupted build %s', entry)
+                _rmtree(os.path.join(CACHE_DIR, entry))
+        tmp = tempfile.mkdtemp(prefix='.build-%s-' % recipe_hash(), dir=CACHE_DIR)
+        try:
+            _build_into(tmp)
+            os.chmod(tmp, 0o755)
+            if os.path.exists(img.dir):
+                old = tempfile.mkdtemp(prefix='.build-old-', dir=CACHE_DIR)
+                os.rename(img.dir, os.path.join(old, 'img'))
+                os.rename(tmp, img.dir)
+                _rmtree(old)
+            else:
+                os.rename(tmp, img.dir)
+        except BaseException:
+            _rmtree(tmp)
+            raise
+    LOG.info('guest image ready: %s', img.dir)
+    return img
+
+
+def _build_into(tmp):
+    rootfs = os.path.join(tmp, 'rootfs')
+    raw = os.path.join(tmp, 'img.raw')
+    mirror = debian_mirror()
+    start = time.monotonic()
+    timings = {}
+
+    def step(name, argv, **kwargs):
+        t0 = time.monotonic()
+        LOG.info('image: %s ...', name)
+        _run(argv, **kwargs)
+        timings[name] = round(time.monotonic() - t0, 1)
+        LOG.info('image: %s done in %.1f s', name, timings[name])
+
+    debs = os.path.join(CACHE_DIR, 'debs')   # downloaded .debs, reused across recipes
+    _makedirs(debs)
+    argv = [a.format(rootfs=rootfs, mirror=mirror) for a in DEBOOTSTRAP_ARGV]
+    argv.insert(1, '--cache-dir=' + debs)
+    step('debootstrap from %s (about 2 min)' % mirror, argv)
+    step('customize', ['bash', '-c', CUSTOMIZE_SH, 'customize', rootfs, tmp, GUEST_HOSTNAME])
+    if _mounts_below(rootfs):
+        raise LabError('file systems still mounted below %s' % rootfs)
+    step('mkfs.ext4 %s' % IMAGE_SIZE, [a.format(rootfs=rootfs, raw=raw) for a in MKFS_ARGV])
+    used = _run(['du', '-sm', rootfs]).stdout.split()[0]
+    shutil.rmtree(rootfs)
+    step('qemu-img convert', ['qemu-img', 'convert', '-O', 'qcow2', raw, os.path.join(tmp, 'base.qcow2')])
+    os.unlink(raw)
+    for name in ('base.qcow2', 'vmlinuz', 'initrd.img'):
+        os.chmod(os.path.join(tmp, name), 0o644)
+    info = {
+        'recipe_hash': recipe_hash(), 'mirror': mirror, 'built_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        'rootfs_mib': int(used), 'seconds': round(time.monotonic() - start, 1), 'steps': timings,
+        'kernel_cmdline': GUEST_CMDLINE,
+    }
+    with open(os.path.join(tmp, 'recipe.json'), 'w', encoding='utf-8') as fh:
+        json.dump(info, fh, indent=2)
+
+
+# --------------------------------------------------------------------------
+# Domains
+# --------------------------------------------------------------------------
+
+def _check_prefix(prefix):
+    if not prefix.startswith(GLOBAL_PREFIX) or not re.fullmatch(r'[A-Za-z0-9_.-]+', prefix):
+        raise LabError('lab prefixes must start with %r and use [A-Za-z0-9_.-]: %r' % (GLOBAL_PREFIX, prefix))
+
+
+def _domain_disk_files(dom):
+    """Files behind the domain's disks (persistent and live XML)."""
+    libvirt = _libvirt()
+    files = set()
+    for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):
+        with contextlib.suppress(libvirt.libvirtError):
+            root = ET.fromstring(dom.XMLDesc(flags))
+            for src in root.findall('./devices/disk/source'):
+                if src.get('file'):
+                    files.add(src.get('file'))
+    return files
+
+
+def _remove_domain(dom):
+    """Destroy and undefine dom, with its snapshot/checkpoint metadata, managed save and NVRAM."""
+    libvirt = _libvirt()
+    flags = (libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+             | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+    for attempt in range(5):
+        try:
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefineFlags(flags)
+            return
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return
+            if attempt == 4:
+                raise LabError('cannot remove domain %s: %s' % (dom.name(), exc)) from exc
+            time.sleep(1)   # e.g. a job still holds the state-change lock
+
+
+def cleanup(prefix=GLOBAL_PREFIX, uri=DEFAULT_URI):
+    """Remove every domain named prefix* and every RUN_DIR entry named prefix*.
+
+    With the default prefix this clears the leftovers of all earlier runs.
+    Returns (removed domain names, removed file names).
+    """
+    _check_prefix(prefix)
+    libvirt = _libvirt()
+    conn = libvirt.open(uri)
+    removed, files = [], set()
+    try:
+        for dom in conn.listAllDomains(0):
+            name = dom.name()
+            if not name.startswith(prefix):
+                continue
+            files |= {f for f in _domain_disk_files(dom)
+                      if os.path.dirname(os.path.realpath(f)) == os.path.realpath(RUN_DIR)}
+            _remove_domain(dom)
+            removed.append(name)
+    finally:
+        conn.close()
+    if os.path.isdir(RUN_DIR):
+        files |= {os.path.join(RUN_DIR, f) for f in os.listdir(RUN_DIR) if f.startswith(prefix)}
+    for path in sorted(files):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    if removed or files:
+        LOG.info('cleanup %s*: removed %d domain(s), %d file(s)', prefix, len(removed), len(files))
+    return removed, sorted(os.path.basename(f) for f in files)
+
+
+def lab_domains(prefix=GLOBAL_PREFIX, uri=DEFAULT_URI):
+    """[(name, state)] of the domains named prefix*."""
+    libvirt = _libvirt()
+    conn = libvirt.open(uri)
+    try:
+        return sorted((d.name(), _state_name(d)) for d in conn.listAllDomains(0)
+                      if d.name().startswith(prefix))
+    finally:
+        conn.close()
+
+
+def _state_name(dom):
+    libvirt = _libvirt()
+    state = dom.state()[0]
+    return {libvirt.VIR_DOMAIN_RUNNING: 'running', libvirt.VIR_DOMAIN_PAUSED: 'paused',
+            libvirt.VIR_DOMAIN_SHUTOFF: 'shutoff', libvirt.VIR_DOMAIN_SHUTDOWN: 'shutdown',
+            libvirt.VIR_DOMAIN_CRASHED: 'crashed', libvirt.VIR_DOMAIN_PMSUSPENDED: 'pmsuspended',
+            libvirt.VIR_DOMAIN_BLOCKED: 'blocked'}.get(state, 'nostate')
+
+
+def _sub(parent, tag, text=None, **attrs):
+    elem = ET.SubElement(parent, tag, {k.rstrip('_'): str(v) for k, v in attrs.items()})
+    if text is not None:
+        elem.text = str(text)
+    return elem
+
+
+class Lab:
+    """Make and remove disposable domains on a real libvirtd.
+
+    Every domain and file made by one Lab is named ``<prefix><name>``; the
+    prefix defaults to ``kslab-<random run id>-``.  Methods that take a
+    ``domain`` accept the short name or the full name.
+    """
+
+    def __init__(self, uri=DEFAULT_URI, prefix=None):
+        self.uri = uri
+        self.prefix = prefix or '%s%s-' % (GLOBAL_PREFIX, secrets.token_hex(3))
+        _check_prefix(self.prefix)
+        self.run_dir = RUN_DIR
+        self._conn = None
+        _makedirs(STATE_DIR)
+        _makedirs(RUN_DIR)
+
+    # -- plumbing ---------------------------------------------------------
+
+    @property
+    def conn(self):
+        """The lab's libvirt connection (opened on first use)."""
+        if self._conn is None:
+            self._conn = _libvirt().open(self.uri)
+        return self._conn
+
+    def close(self):
+        """Close the libvirt connection (domains stay)."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.cleanup()
+        finally:
+            self.close()
+
+    def full_name(self, name):
+        """Full domain name for name (unchanged if it already has a lab prefix)."""
+        if name.startswith(GLOBAL_PREFIX):
+            return name
+        if not re.fullmatch(r'[A-Za-z0-9_.-]+', name):
+            raise LabError('bad lab domain name %r (use [A-Za-z0-9_.-])' % name)
+        return self.prefix + name
+
+    def lookup(self, domain):
+        """The virDomain for domain."""
+        return self.conn.lookupByName(self.full_name(domain))
+
+    def state(self, domain):
+        """'running', 'paused', 'shutoff', ... of domain."""
+        return _state_name(self.lookup(domain))
+
+    def virsh(self, *args, timeout=120):
+        """Run ``virsh -c URI args...``; CompletedProcess with text output, never raises on rc."""
+        return _run(['virsh', '-c', self.uri] + [str(a) for a in args], check=False, timeout=timeout)
+
+    @staticmethod
+    def qemu_img_snapshots(path):
+        """Names of the internal snapshots in a qcow2 file (works on running images: -U)."""
+        cp = _run(['qemu-img', 'info', '-U', '--output=json', path])
+        return [s['name'] for s in json.loads(cp.stdout).get('snapshots', [])]
+
+    def disk_paths(self, domain):
+        """Source files of the domain's disks, in target order (vda, vdb, ...)."""
+        root = ET.fromstring(self.lookup(domain).XMLDesc(0))
+        disks = [(d.find('target').get('dev'), d.find('source'))
+                 for d in root.findall('./devices/disk') if d.get('device', 'disk') == 'disk']
+        return [src.get('file') or src.get('dev') for _dev, src in sorted(disks, key=lambda x: x[0])
+                if src is not None]
+
+    def console_log(self, domain):
+        """Path of the domain's serial console log."""
+        return os.path.join(self.run_dir, self.full_name(domain) + '.console.log')
+
+    def console_tail(self, domain, lines=30):
+        """The last lines of the serial console log ('' if none)."""
+        try:
+            with open(self.console_log(domain), encoding='utf-8', errors='replace') as fh:
+                return ''.join(fh.readlines()[-lines:])
+        except OSError:
+            return ''
+
+    # -- making domains ---------------------------------------------------
+
+    def _domain_xml(self, full, memory_mib, disks, agent_channel, kernel=None, rng=False):
+        root = ET.Element('domain', type='qemu')
+        _sub(root, 'name', full)
+        _sub(root, 'memory', memory_mib, unit='MiB')
+        _sub(root, 'vcpu', 1)
+        os_ = _sub(root, 'os')
+        _sub(os_, 'type', 'hvm', arch='x86_64', machine='pc')
+        if kernel:
+            _sub(os_, 'kernel', kernel.kernel)
+            _sub(os_, 'initrd', kernel.initrd)
+            _sub(os_, 'cmdline', GUEST_CMDLINE)
+        else:
+            _sub(os_, 'boot', dev='hd')
+        features = _sub(root, 'features')
+        _sub(features, 'acpi')
+        _sub(root, 'clock', offset='utc')
+        _sub(root, 'on_poweroff', 'destroy')
+        _sub(root, 'on_reboot', 'restart')
+        _sub(root, 'on_crash', 'destroy')
+        devices = _sub(root, 'devices')
+        for dev, path, fmt in disks:
+            disk = _sub(devices, 'disk', type='file', device='disk')
+            _sub(disk, 'driver', name='qemu', type=fmt)
+            _sub(disk, 'source', file=path)
+            _sub(disk, 'target', dev=dev, bus='virtio')
+        if agent_channel:
+            channel = _sub(devices, 'channel', type='unix')
+            _sub(channel, 'target', type='virtio', name=AGENT_CHANNEL)
+        serial = _sub(devices, 'serial', type='file')
+        _sub(serial, 'source', path=self.console_log(full), append='on')
+        _sub(serial, 'target', port=0)
+        if rng:
+            rng_el = _sub(devices, 'rng', model='virtio')
+            _sub(rng_el, 'backend', '/dev/urandom', model='random')
+        _sub(devices, 'memballoon', model='none')
+        return ET.tostring(root, encoding='unicode')
+
+    def _define_and_set_state(self, full, xml, state):
+        if state not in DOMAIN_STATES:
+            raise LabError('state must be one of %s, not %r' % (DOMAIN_STATES, state))
+        try:
+            dom = self.conn.defineXML(xml)
+            if state in ('running', 'paused'):
+                dom.create()
+            if state == 'paused':
+                dom.suspend()
+        except Exception:
+            self.remove(full)
+            raise
+        return full
+
+    def blank_domain(self, name, state='running', disk_format='qcow2', memory_mib=64, disks=1,
+                     agent_channel=True, disk_size='64M'):
+        """Define a tiny OS-less domain with blank disks in ``state``; return its full name.
+
+        Disks are ``RUN_DIR/<full>.vda.<format>``, ``.vdb.``, ...  SeaBIOS finds
+        nothing to boot and idles, which is all snapshot tests of the VM's
+        state need.
+        """
+        if disk_format not in DISK_FORMATS:
+            raise LabError('disk_format must be one of %s' % (DISK_FORMATS,))
+        full = self.full_name(name)
+        disk_specs = []
+        try:
+            for i in range(disks):
+                dev = 'vd' + 'abcdefghijklmnopqrstuvwxyz'[i]
+                path = os.path.join(self.run_dir, '%s.%s.%s' % (full, dev, disk_format))
+                _run(['qemu-img', 'create', '-q', '-f', disk_format, path, disk_size])
+                disk_specs.append((dev, path, disk_format))
+        except Exception:
+            self.remove(full)
+            raise
+        xml = self._domain_xml(full, memory_mib, disk_specs, agent_channel)
+        return self._define_and_set_state(full, xml, state)
+
+    def guest_domain(self, name, state='running', memory_mib=384, wait_agent=False, agent_timeout=180):
+        """Define a Debian guest (linked clone of the cached image) in ``state``; return its full name.
+
+        Its disk ``vda`` is ``RUN_DIR/<full>.vda.qcow2``, a qcow2 overlay whose
+        backing file is the shared ``base.qcow2``.  Builds the image first
+        if the cache lacks it.  With wait_agent, also waits for the guest
+        agent (state 'running' only).
+        """
+        img = build_image()
+        full = self.full_name(name)
+        overlay = os.path.join(self.run_dir, full + '.vda.qcow2')
+        try:
+            _run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', img.base, '-F', 'qcow2', overlay])
+        except Exception:
+            self.remove(full)
+            raise
+        xml = self._domain_xml(full, memory_mib, [('vda', overlay, 'qcow2')], True, kernel=img, rng=True)
+        self._define_and_set_state(full, xml, state)
+        if wait_agent and state == 'running':
+            self.wait_agent(full, timeout=agent_timeout)
+        return full
+
+    # -- guest agent ------------------------------------------------------
+
+    def agent_command(self, domain, command, timeout=10):
+        """Send one guest-agent command (a dict) with virsh; return its 'return' value."""
+        cp = self.virsh('qemu-agent-command', '--timeout', max(1, int(timeout)),
+                        self.full_name(domain), json.dumps(command), timeout=timeout + 30)
+        if cp.returncode != 0:
+            raise AgentError('%s on %s: %s' % (command.get('execute'), self.full_name(domain),
+                                               cp.stderr.strip() or cp.stdout.strip()))
+        return json.loads(cp.stdout).get('return')
+
+    def wait_agent(self, domain, timeout=180):
+        """Poll guest-ping until the agent answers; return the seconds waited."""
+        start = time.monotonic()
+        last = None
+        while True:
+            try:
+                self.agent_command(domain, {'execute': 'guest-ping'}, timeout=3)
+                return time.monotonic() - start
+            except AgentError as exc:
+                last = exc
+            if time.monotonic() - start > timeout:
+                raise AgentError('guest agent of %s silent after %d s (%s); console tail:\n%s' % (
+                    self.full_name(domain), timeout, last, self.console_tail(domain)))
+            time.sleep(1)
+
+    def guest_exec(self, domain, argv, timeout=60, input_data=None):
+        """Run argv in the guest (no shell); return (exitcode, stdout, stderr) as text.
+
+        A program that cannot be started (e.g. it was deleted) gives exit
+        code 127 with the agent's message as stderr, like a shell would.
+        A program killed by a signal gives -signal.  input_data (str or
+        bytes) is sent to its stdin.
+        """
+        args = {'path': argv[0], 'arg': [str(a) for a in argv[1:]], 'capture-output': True}
+        if input_data is not None:
+            if isinstance(input_data, str):
+                input_data = input_data.encode()
+            args['input-data'] = base64.b64encode(input_data).decode()
+        try:
+            pid = self.agent_command(domain, {'execute': 'guest-exec', 'arguments': args})['pid']
+        except AgentError as exc:
+            if 'Failed to execute child process' in str(exc):
+                return 127, '', str(exc)
+            raise
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            status = self.agent_command(domain, {'execute': 'guest-exec-status', 'arguments': {'pid': pid}})
+            if status.get('exited'):
+                break
+            if time.monotonic() > deadline:
+                raise AgentError('%s still running in %s after %d s (guest pid %d)' % (
+                    argv, self.full_name(domain), timeout, pid))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        code = status.get('exitcode')
+        if code is None:
+            code = -int(status.get('signal', 0))
+
+        def text(key):
+            return base64.b64decode(status.get(key, '')).decode('utf-8', errors='replace')
+        return code, text('out-data'), text('err-data')
+
+    # -- removing ---------------------------------------------------------
+
+    def remove(self, domain):
+        """Destroy and undefine one domain and delete its RUN_DIR files (<full>.*)."""
+        libvirt = _libvirt()
+        full = self.full_name(domain)
+        files = set()
+        try:
+            dom = self.conn.lookupByName(full)
+        except libvirt.libvirtError:
+            dom = None
+        if dom is not None:
+            files |= {f for f in _domain_disk_files(dom)
+                      if os.path.dirname(os.path.realpath(f)) == os.path.realpath(self.run_dir)}
+            _remove_domain(dom)
+        files |= {os.path.join(self.run_dir, f) for f in os.listdir(self.run_dir) if f.startswith(full + '.')}
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def cleanup(self):
+        """Remove every domain and RUN_DIR file with this lab's prefix."""
+        return cleanup(self.prefix, self.uri)
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+
+def _cmd_status(_args):
+    print('recipe hash  %s' % recipe_hash())
+    img = image_paths()
+    print('guest image  %s %s' % (img.dir, 'built' if img.exists() else 'NOT built'))
+    if img.exists():
+        with open(img.info, encoding='utf-8') as fh:
+            info = json.load(fh)
+        print('             built %s in %s s, base.qcow2 %d MiB' % (
+            info.get('built_at'), info.get('seconds'), os.path.getsize(img.base) >> 20))
+    for name, st in daemon_status().items():
+        print('%-12s %s' % (name, ('pid %d%s' % (st['pid'], ' (started by the lab)' if st['started_by_lab'] else ''))
+                            if st['pid'] else 'not running'))
+    up = libvirt_answers()
+    print('%-12s %s' % (DEFAULT_URI, 'answers' if up else 'does NOT answer'))
+    if up:
+        doms = lab_domains()
+        print('lab domains  %d' % len(doms))
+        for name, state in doms:
+            print('  %-40s %s' % (name, state))
+    files = sorted(os.listdir(RUN_DIR)) if os.path.isdir(RUN_DIR) else []
+    print('run dir      %s: %d file(s)' % (RUN_DIR, len(files)))
+    for f in files:
+        print('  ' + f)
+
+
+def smoke(keep=False):
+    """End-to-end self check of the lab; logs timings and returns them as a dict."""
+    times = {}
+    lab = Lab()
+    try:
+        t0 = time.monotonic()
+        blank = lab.blank_domain('blank')
+        times['blank running domain'] = time.monotonic() - t0
+        raw = lab.blank_domain('raw', disk_format='raw', disks=2)
+        paused = lab.blank_domain('paused', state='paused')
+        off = lab.blank_domain('off', state='shutoff')
+        for dom, want in ((blank, 'running'), (raw, 'running'), (paused, 'paused'), (off, 'shutoff')):
+            if lab.state(dom) != want:
+                raise LabError('%s is %s, expected %s' % (dom, lab.state(dom), want))
+        LOG.info('blank domains ok: %s', ', '.join('%s=%s' % (d, lab.state(d)) for d in (blank, raw, paused, off)))
+
+        t0 = time.monotonic()
+        guest = lab.guest_domain('guest')
+        lab.wait_agent(guest)
+        times['guest boot to agent'] = time.monotonic() - t0
+        rc, out, _err = lab.guest_exec(guest, ['cat', '/etc/os-release'])
+        if rc != 0 or 'bookworm' not in out:
+            raise LabError('cat /etc/os-release: rc=%s out=%r' % (rc, out))
+        rc, out, _err = lab.guest_exec(guest, ['python3', '-c', 'print(6*7)'])
+        if (rc, out.strip()) != (0, '42'):
+            raise LabError('python3 in guest: rc=%s out=%r' % (rc, out))
+
+        t0 = time.monotonic()
+        cp = lab.virsh('snapshot-create-as', guest, 'before-damage')
+        times['snapshot-create-as (running, internal)'] = time.monotonic() - t0
+        if cp.returncode:
+            raise LabError(cp.stderr)
+        if lab.qemu_img_snapshots(lab.disk_paths(guest)[0]) != ['before-damage']:
+            raise LabError('qemu-img does not list the snapshot')
+        lab.guest_exec(guest, ['/bin/sh', '-c', 'rm -rf /usr/bin/*'])
+        rc, _out, _err = lab.guest_exec(guest, ['/usr/bin/ls', '/'])
+        if rc == 0:
+            raise LabError('/usr/bin/ls still works after rm -rf /usr/bin/*')
+        LOG.info('guest damaged: /usr/bin/ls gives rc %d', rc)
+        t0 = time.monotonic()
+        cp = lab.virsh('snapshot-revert', guest, 'before-damage')
+        times['snapshot-revert'] = time.monotonic() - t0
+        if cp.returncode:
+            raise LabError(cp.stderr)
+        lab.wait_agent(guest, timeout=60)
+        rc, out, _err = lab.guest_exec(guest, ['/usr/bin/ls', '/usr/bin'])
+        if rc != 0 or 'ls' not in out.split():
+            raise LabError('/usr/bin/ls after revert: rc=%s' % rc)
+        LOG.info('revert brought /usr/bin back (%d entries)', len(out.split()))
+    finally:
+        if not keep:
+            lab.cleanup()
+            left = lab_domains(lab.prefix) + [f for f in os.listdir(RUN_DIR) if f.startswith(lab.prefix)]
+            if left:
+                raise LabError('cleanup left %s' % left)
+        lab.close()
+    for what, secs in times.items():
+        LOG.info('timing: %-40s %6.2f s', what, secs)
+    return times
+
+
+def main(argv=None):
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(prog='lab.py', description=__doc__.split('\n', 1)[0])
+    sub = parser.add_subparsers(dest='cmd', required=True)
+    sub.add_parser('deps', help='apt-get install what is missing (and libvirt-python)')
+    sub.add_parser('daemons', help='start virtlogd and libvirtd unless running')
+    sub.add_parser('daemons-stop', help='remove lab domains, stop the daemons the lab started')
+    p = sub.add_parser('image', help='build the Debian guest image unless cached')
+    p.add_argument('--rebuild', action='store_true', help='build even if cached')
+    p = sub.add_parser('cleanup', help='remove lab domains and their files')
+    p.add_argument('--prefix', default=GLOBAL_PREFIX, help='name prefix (default %(default)s: all runs)')
+    sub.add_parser('up', help='deps + daemons + image')
+    sub.add_parser('status', help='show daemons, image, lab domains, run dir')
+    p = sub.add_parser('smoke', help='end-to-end self check with timings')
+    p.add_argument('--keep', action='store_true', help='keep the domains for inspection')
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format='[lab %(relativeCreated)7.0f ms] %(message)s',
+                        stream=sys.stderr)
+    if os.geteuid() != 0:
+        parser.error('the lab needs root')
+    try:
+        if args.cmd in ('deps', 'up'):
+            install_deps()
+        if args.cmd in ('daemons', 'up'):
+            start_daemons()
+        if args.cmd in ('image', 'up'):
+            img = build_image(rebuild=getattr(args, 'rebuild', False))
+            print(img.dir)
+        if args.cmd == 'daemons-stop':
+            stop_daemons()
+        if args.cmd == 'cleanup':
+            doms, files = cleanup(args.prefix)
+            print('removed %d domain(s), %d file(s)' % (len(doms), len(files)))
+        if args.cmd == 'status':
+            _cmd_status(args)
+        if args.cmd == 'smoke':
+            smoke(keep=args.keep)
+    except LabError as exc:
+        print('lab.py %s: %s' % (args.cmd, exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
