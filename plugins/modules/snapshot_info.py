@@ -20,12 +20,15 @@ extends_documentation_fragment:
   - kvm.snapshots._libvirt.attributes
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
     details: The module only reads; it runs the same in check mode.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: N/A
     details: The module only reads.
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second run indicates no change.
     support: full
 options:
   domain:

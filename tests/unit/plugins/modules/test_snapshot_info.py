@@ -132,7 +132,7 @@ def test_missing_name_is_an_empty_list(run_module, tree_domain):
 
 
 def test_name_without_domain_reads_every_domain(run_module, make_domain):
-    with_it = [make_domain('shutoff', prefix='info') for _ in range(2)]
+    with_it = [make_domain('shutoff', prefix='info'), make_domain('shutoff', prefix='info')]
     without_it = make_domain('shutoff', prefix='info')
     for dom in with_it:
         add_snapshot(dom, 'nightly', BASE_EPOCH)

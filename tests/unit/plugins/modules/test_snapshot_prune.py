@@ -272,11 +272,9 @@ def test_failure_halfway_reports_what_was_deleted(run_module, run_failing, histo
 def batch(make_domain):
     """Three domains with a common random prefix, each with the same history."""
     prefix = f'prunebatch-{uuid.uuid4().hex[:6]}'
-    doms = []
-    for _ in range(3):
-        dom = make_domain('shutoff', prefix=prefix)
+    doms = [make_domain('shutoff', prefix=prefix) for count in range(3)]
+    for dom in doms:
         add_chain(dom, HISTORY)
-        doms.append(dom)
     return prefix, sorted(doms, key=lambda d: d.name())
 
 
