@@ -261,7 +261,7 @@ class PruneManager:
         return oldest_first(candidates), oldest_first([s for s in matching if s['name'] not in doomed])
 
     def prune(self, domain: str) -> dict[str, t.Any]:
-        """Prune one domain. Failures after the first deletion come back as a failed result, not raised."""
+        """Prune one domain. A refused deletion comes back as a failed result that lists what was deleted before it."""
         dom = self.client.lookup_domain(domain)
         snapshots = read_snapshots(dom)
         to_delete, to_keep = self.plan(snapshots)
