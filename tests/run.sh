@@ -20,6 +20,9 @@
 #   --skip LIST     run all stages but these
 #   --no-install    do not install Debian or Python packages (they are already there)
 #   --keep-lab      leave the lab's domains and daemons in place at the end
+#                   (by default, if this run started libvirtd, it removes
+#                   every lab domain and stops the daemons; if libvirtd was
+#                   already running, it leaves both to whoever started them)
 #   -h, --help      show this help
 #
 # Environment: PYTHON (default python3) is the Python used for everything.
@@ -133,21 +136,13 @@ has_tests() {  # has_tests DIR: does DIR hold pytest test files?
     [[ -d $1 ]] && [[ -n $(find "$1" \( -name 'test_*.py' -o -name '*_test.py' \) -print -quit) ]]
 }
 
-# A collections path in which kvm.snapshots is this working tree.
-link_collection() {
-    local dir
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/kvm-snapshots-collections.XXXXXX")
-    mkdir -p "$dir/ansible_collections/kvm"
-    ln -s "$root" "$dir/ansible_collections/kvm/snapshots"
-    echo "$dir"
-}
-
+# Temporary directories, removed on exit. new_tmp NAME sets $tmp_dir (not
+# through $(...): a subshell could not add to tmp_dirs).
 tmp_dirs=()
+tmp_dir=""
 new_tmp() {
-    local dir
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/kvm-snapshots-$1.XXXXXX")
-    tmp_dirs+=("$dir")
-    echo "$dir"
+    tmp_dir=$(mktemp -d "${TMPDIR:-/tmp}/kvm-snapshots-$1.XXXXXX")
+    tmp_dirs+=("$tmp_dir")
 }
 
 # --------------------------------------------------------------------------
@@ -189,13 +184,22 @@ do_install() {
     return "$rc"
 }
 
+# Did libvirtd run before this run started the lab? Then leave it running.
+libvirtd_running() {
+    local pid
+    pid=$(cat /run/libvirtd.pid 2>/dev/null) || return 1
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
 lab_up=0
+daemons_were_running=0
 do_lab() {
     if ! have_lab; then
         echo "run.sh: tests/lab/lab.py not found: no lab"
         return 99
     fi
     lab_up=1
+    if libvirtd_running; then daemons_were_running=1; fi
     lab daemons || return $?
     lab image || return $?
 }
@@ -212,8 +216,16 @@ cleanup_lab() {
     local start=$SECONDS rc=0
     echo
     echo "==> [lab cleanup]"
-    lab cleanup || rc=$?
-    lab daemons-stop || rc=$?
+    if ((daemons_were_running == 0)); then
+        lab cleanup || rc=$?
+        lab daemons-stop || rc=$?
+    else
+        # someone else may be using the lab (lab.py cleanup removes every
+        # lab domain, not only this run's): the integration tests remove
+        # their own domains; leave the rest alone
+        echo "run.sh: libvirtd was running before this run: leaving it and other lab domains alone"
+        echo "run.sh: (python3 tests/lab/lab.py cleanup removes every lab domain)"
+    fi
     local result=PASS
     if ((rc != 0)); then result=FAIL; fi
     record lab-cleanup "$result" $((SECONDS - start))
@@ -253,8 +265,10 @@ stage_lint() {
     fi
     # offline (see .ansible-lint): ansible-lint does not install the
     # collection itself then, so point it at this working tree.
-    colls=$(link_collection)
-    tmp_dirs+=("$colls")
+    new_tmp collections
+    colls=$tmp_dir
+    mkdir -p "$colls/ansible_collections/kvm"
+    ln -s "$root" "$colls/ansible_collections/kvm/snapshots"
     ANSIBLE_COLLECTIONS_PATH="$colls" ansible-lint "${paths[@]}" || rc=$?
     return "$rc"
 }
@@ -267,7 +281,8 @@ stage_changelog() {
 
 stage_build() {
     local work tarball module role found=0 rc=0
-    work=$(new_tmp build)
+    new_tmp build
+    work=$tmp_dir
     ansible-galaxy collection build --output-path "$work/dist" . || return $?
     tarball=$(echo "$work"/dist/kvm-snapshots-*.tar.gz)
     echo "built $(basename "$tarball"): $(du -k "$tarball" | cut -f1) KiB, $(tar -tzf "$tarball" | wc -l) entries"
