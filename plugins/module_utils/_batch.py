@@ -77,6 +77,10 @@ def run_parallel(names: list[str], work: t.Callable[[str], dict[str, t.Any]],
             result = {'changed': False, 'failed': True, 'msg': exc.msg}
         except LibvirtError as exc:
             result = {'changed': False, 'failed': True, 'msg': describe(exc, f'Domain "{name}"')}
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # a bug must not hide the other domains' results: report it on this domain
+            result = {'changed': False, 'failed': True,
+                      'msg': f'Domain "{name}": unexpected error: {exc.__class__.__name__}: {exc}'}
         result.setdefault('failed', False)
         return {'domain': name, **result}
 

@@ -153,17 +153,33 @@ def lookup_snapshot(dom: t.Any, name: str) -> t.Any | None:
         raise SnapshotError(describe(exc, f'Looking up snapshot "{name}" of domain "{dom.name()}"')) from None
 
 
+# How often to read a domain's snapshots again when one disappears while they are read.
+READ_ATTEMPTS = 3
+
+
+def _read_all(dom: t.Any, domain_name: str) -> dict[str, dict[str, t.Any]]:
+    """Facts of every snapshot of ``dom`` by name (children still empty)."""
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            facts = {}
+            for snap in dom.listAllSnapshots(0):
+                item = parse_snapshot_xml(snap.getXMLDesc(0))
+                item['domain'] = domain_name
+                item['current'] = bool(snap.isCurrent(0))
+                item['children'] = []
+                facts[item['name']] = item
+            return facts
+        except LibvirtError as exc:
+            # another run deleted a snapshot between the listing and its reading: read again
+            if error_code(exc) != ERR_NO_DOMAIN_SNAPSHOT or attempt == READ_ATTEMPTS:
+                raise
+    raise AssertionError('unreachable')  # pragma: no cover
+
+
 def list_snapshots(dom: t.Any) -> list[dict[str, t.Any]]:
     """Every snapshot of ``dom``, parents before children, siblings oldest first."""
     domain_name = dom.name()
-    snaps = dom.listAllSnapshots(0)
-    facts = {}
-    for snap in snaps:
-        item = parse_snapshot_xml(snap.getXMLDesc(0))
-        item['domain'] = domain_name
-        item['current'] = bool(snap.isCurrent(0))
-        item['children'] = []
-        facts[item['name']] = item
+    facts = _read_all(dom, domain_name)
     roots = []
     for item in facts.values():
         parent = facts.get(item['parent']) if item['parent'] else None

@@ -10,26 +10,29 @@ module: snapshot
 short_description: Create or delete a named snapshot of a libvirt domain
 version_added: 0.1.0
 description:
-  - Takes a snapshot named O(name) of a KVM/QEMU domain, or deletes it: what C(virsh snapshot-create-as)
+  - Takes a snapshot named O(name) of a KVM/QEMU domain, or deletes it. This is what C(virsh snapshot-create-as)
     and C(virsh snapshot-delete) do, made idempotent, checkable and safe.
   - A running domain gets a full snapshot (memory, CPU and disks, internal to its qcow2 images); the guest
     is paused while its memory is written. A shut-off domain gets a disk snapshot.
-  - With O(disk_only=true) the snapshot is external and disk-only: libvirt switches every disk to a new
+  - With O(disk_only=true) the snapshot is external and disk-only; libvirt switches every disk to a new
     overlay file next to it (C(<image>.<snapshot name>)) and the guest is not paused.
   - Acts on one domain (O(domain)) or on many in one run (O(domains), batch mode).
 author:
-  - kvm.snapshots contributors
+  - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
   - kvm.snapshots._libvirt.batch
   - kvm.snapshots._libvirt.attributes
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
     details: Predicts RV(changed) and the snapshot that would be made; nothing is created or deleted.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details:
       - O(state=present) on an existing name changes nothing (only a different O(description) is updated).

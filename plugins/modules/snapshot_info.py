@@ -14,7 +14,7 @@ description:
     what C(virsh snapshot-list --tree), C(virsh snapshot-info) and C(virsh snapshot-current) show.
   - Never changes anything.
 author:
-  - kvm.snapshots contributors
+  - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
   - kvm.snapshots._libvirt.attributes
@@ -241,7 +241,6 @@ import typing as t
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN,
-    ERR_NO_DOMAIN_SNAPSHOT,
     AnsibleLibvirtModule,
     LibvirtError,
     SnapshotError,
@@ -252,21 +251,6 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     list_snapshots,
     snapshot_tree,
 )
-
-# How often to re-read a domain whose snapshots change while they are read.
-READ_ATTEMPTS = 3
-
-
-def read_snapshots(dom: t.Any) -> list[dict[str, t.Any]]:
-    """``list_snapshots``, read again when a snapshot disappears halfway (another run deleted it)."""
-    for attempt in range(1, READ_ATTEMPTS + 1):
-        try:
-            return list_snapshots(dom)
-        except LibvirtError as exc:
-            if error_code(exc) != ERR_NO_DOMAIN_SNAPSHOT or attempt == READ_ATTEMPTS:
-                raise
-    raise AssertionError('unreachable')  # pragma: no cover
-
 
 class SnapshotInfo:
     """Reads the snapshots of one domain or of all of them."""
@@ -299,7 +283,7 @@ class SnapshotInfo:
     def _read(self, dom: t.Any) -> list[dict[str, t.Any]] | None:
         """The snapshots of ``dom``; None when the domain went away while all domains are read."""
         try:
-            return read_snapshots(dom)
+            return list_snapshots(dom)
         except LibvirtError as exc:
             if self.domain is None and error_code(exc) == ERR_NO_DOMAIN:
                 return None  # undefined since it was listed: it has no snapshots to show

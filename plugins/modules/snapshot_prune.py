@@ -17,7 +17,7 @@ description:
     of a deleted snapshot to its parent, so snapshots taken after a pruned one survive.
   - Acts on one domain (O(domain)) or on many in one run (O(domains), batch mode).
 author:
-  - kvm.snapshots contributors
+  - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
   - kvm.snapshots._libvirt.batch
@@ -170,6 +170,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     SnapshotError,
     describe,
     error_code,
+    retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     list_snapshots,
@@ -177,20 +178,12 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     parse_duration,
 )
 
-# How often to re-read a domain whose snapshots change while they are read.
-READ_ATTEMPTS = 3
-
-
 def read_snapshots(dom: t.Any) -> list[dict[str, t.Any]]:
-    """``list_snapshots``, read again when a snapshot disappears halfway (another run deleted it)."""
-    for attempt in range(1, READ_ATTEMPTS + 1):
-        try:
-            return list_snapshots(dom)
-        except LibvirtError as exc:
-            if error_code(exc) != ERR_NO_DOMAIN_SNAPSHOT or attempt == READ_ATTEMPTS:
-                raise SnapshotError(describe(exc, f'Reading the snapshots of domain "{dom.name()}"'),
-                                    domain=dom.name()) from None
-    raise AssertionError('unreachable')  # pragma: no cover
+    try:
+        return list_snapshots(dom)
+    except LibvirtError as exc:
+        raise SnapshotError(describe(exc, f'Reading the snapshots of domain "{dom.name()}"'),
+                            domain=dom.name()) from None
 
 
 def brief(snap: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -295,14 +288,13 @@ class PruneManager:
             result.update(failed=True, msg=failure)
         return result
 
-    @staticmethod
-    def _delete(dom: t.Any, name: str) -> bool:
+    def _delete(self, dom: t.Any, name: str) -> bool:
         """Delete snapshot ``name`` alone (its children go to its parent); False when it no longer exists."""
         snap = lookup_snapshot(dom, name)
         if snap is None:
             return False
         try:
-            snap.delete(0)
+            retry_busy(lambda: snap.delete(0), self.params['busy_timeout'])
         except LibvirtError as exc:
             if error_code(exc) == ERR_NO_DOMAIN_SNAPSHOT or lookup_snapshot(dom, name) is None:
                 return False

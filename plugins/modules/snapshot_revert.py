@@ -10,23 +10,26 @@ module: snapshot_revert
 short_description: Revert a libvirt domain to a snapshot
 version_added: 0.1.0
 description:
-  - Brings a KVM/QEMU domain back to the state saved in a snapshot, as C(virsh snapshot-revert) does:
-    disks, and for a full snapshot memory and CPU state too.
+  - Brings a KVM/QEMU domain back to the state saved in a snapshot, as C(virsh snapshot-revert) does (the
+    disks, and for a full snapshot memory and CPU state too).
   - A revert throws the present state of the domain away. Set O(safety_snapshot) to keep it as a snapshot first.
   - The domain is left in the power state O(state_after) asks for.
 author:
-  - kvm.snapshots contributors
+  - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
   - kvm.snapshots._libvirt.attributes
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
     details: Reports the revert that would happen (and the safety snapshot that would be taken); changes nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
     details: Shows the current snapshot and the power state of the domain before and after.
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details:
       - Every run reverts and reports RV(changed=true). A domain drifts from its snapshot the moment it runs

@@ -181,8 +181,7 @@ def test_delete_with_children(run_module, make_domain):
     for name in ('root', 'mid', 'leaf'):
         run_module(snapshot, {'domain': dom.name(), 'name': name})
     args = {'domain': dom.name(), 'name': 'mid', 'state': 'absent', 'children': True}
-    assert run_module(snapshot, args, check=True)['deleted'] == ['leaf', 'mid'] or \
-        sorted(run_module(snapshot, args, check=True)['deleted']) == ['leaf', 'mid']
+    assert sorted(run_module(snapshot, args, check=True)['deleted']) == ['leaf', 'mid']
     assert names(dom) == ['leaf', 'mid', 'root']
     result = run_module(snapshot, args)
     assert sorted(result['deleted']) == ['leaf', 'mid']
@@ -190,10 +189,9 @@ def test_delete_with_children(run_module, make_domain):
 
 
 def test_batch_globs_and_failure_isolation(run_failing, run_module, make_domain):
-    doms = [make_domain('running', prefix='batchweb') for _ in range(3)]
+    doms = [make_domain('running', prefix='batchweb') for _count in range(3)]
     args = {'domains': ['batchweb-*', 'missing-vm', 'nomatch-*'], 'name': 'nightly', 'parallel': 2}
-    failed = run_failing(snapshot, args)
-    result = failed
+    result = run_failing(snapshot, args)
     assert result['changed'] is True
     assert '1 of 4 domains failed' in result['msg']
     by_domain = {r['domain']: r for r in result['results']}
@@ -286,7 +284,7 @@ def test_silent_uri_times_out(run_failing, run_module):
     thread.start()
     try:
         failed = run_failing(snapshot, {'domain': 'x', 'name': 's', 'connect_timeout': 1,
-                                  'uri': f'qemu+tcp://127.0.0.1:{port}/system'})
+                                        'uri': f'qemu+tcp://127.0.0.1:{port}/system'})
         assert 'within 1 seconds' in failed['msg']
     finally:
         for sock, _addr in accepted:

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import list_snapshots
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot_info
 
 BASE_EPOCH = 1795161600  # 2026-11-20T08:00:00Z
@@ -191,7 +192,7 @@ def test_snapshot_deleted_while_read_is_left_out(make_domain, monkeypatch):
         return real(flags) + ([stale] if len(calls) == 1 else [])
 
     monkeypatch.setattr(dom, 'listAllSnapshots', listing)
-    assert [s['name'] for s in snapshot_info.read_snapshots(dom)] == ['stays']
+    assert [s['name'] for s in list_snapshots(dom)] == ['stays']
     assert len(calls) == 2
 
 
@@ -201,7 +202,7 @@ def test_snapshot_that_keeps_vanishing_is_an_error(make_domain, monkeypatch):
     stale.delete(0)
     monkeypatch.setattr(dom, 'listAllSnapshots', lambda flags=0: [stale])
     with pytest.raises(libvirt.libvirtError) as raised:
-        snapshot_info.read_snapshots(dom)
+        list_snapshots(dom)
     assert raised.value.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT
 
 
