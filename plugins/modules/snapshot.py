@@ -27,7 +27,7 @@ attributes:
   check_mode:
     description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
-    details: Predicts RV(changed) and the snapshot that would be made; nothing is created or deleted.
+    details: Predicts C(changed) and the snapshot that would be made; nothing is created or deleted.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full

@@ -252,6 +252,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     snapshot_tree,
 )
 
+
 class SnapshotInfo:
     """Reads the snapshots of one domain or of all of them."""
 

@@ -178,6 +178,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     parse_duration,
 )
 
+
 def read_snapshots(dom: t.Any) -> list[dict[str, t.Any]]:
     try:
         return list_snapshots(dom)

@@ -32,7 +32,7 @@ attributes:
     description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details:
-      - Every run reverts and reports RV(changed=true). A domain drifts from its snapshot the moment it runs
+      - Every run reverts and reports C(changed=true). A domain drifts from its snapshot the moment it runs
         (its clock, memory and disks change), so "already at the snapshot" cannot be told apart from
         "changed since"; reverting again is what makes the state known.
       - A re-run is safe. An existing O(safety_snapshot) is kept as it is, not taken again.
