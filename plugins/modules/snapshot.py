@@ -271,7 +271,8 @@ class SnapshotManager:
             raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
                                 'with qemu-guest-agent.', domain=dom.name())
         if disk_only:
-            snap_state, memory = 'disk-snapshot', 'no'
+            # libvirt records an offline disk-only snapshot as 'shutoff'
+            snap_state, memory = ('shutoff' if state == 'shutoff' else 'disk-snapshot'), 'no'
         elif state in ('running', 'paused'):
             snap_state, memory = state, 'internal'
         else:
@@ -279,7 +280,8 @@ class SnapshotManager:
         return {
             'name': self.name, 'domain': dom.name(), 'description': self.description,
             'state': snap_state, 'creation_time': None, 'creation_time_epoch': None,
-            'parent': None, 'children': [], 'current': True,
+            'parent': dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None,
+            'children': [], 'current': True,
             'location': 'external' if disk_only else 'internal', 'memory': memory, 'disks': [],
         }
 
