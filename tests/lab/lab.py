@@ -66,9 +66,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -237,16 +239,34 @@ class AgentError(LabError):
 # Small helpers
 # --------------------------------------------------------------------------
 
-def _run(argv, check=True, timeout=None, **kwargs):
-    """Run argv with text output captured; raise LabError on failure if check."""
-    kwargs.setdefault('capture_output', True)
-    kwargs.setdefault('text', True)
+def _run(argv, check=True, timeout=None, env=None, pidfile=None):
+    """Run argv with text output captured; raise LabError on failure if check.
+
+    The child gets its own process group, and the whole group is killed if
+    we are interrupted or time out, so no debootstrap/dpkg keeps running in
+    a build directory that is being removed.  With pidfile, the child's pid
+    (= its process group) is written there while it runs, so that a later
+    run can stop it if this process is killed outright (SIGKILL).
+    """
+    argv = [str(a) for a in argv]
     try:
-        cp = subprocess.run(list(argv), check=False, timeout=timeout, **kwargs)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
     except FileNotFoundError as exc:
         raise LabError('%s: command not found (run "lab.py deps")' % argv[0]) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise LabError('%s did not finish within %s s' % (' '.join(argv), timeout)) from exc
+    try:
+        if pidfile:
+            with open(pidfile, 'w', encoding='utf-8') as fh:
+                fh.write('%d\n' % proc.pid)
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise LabError('%s did not finish within %s s' % (' '.join(argv), timeout)) from exc
+        raise
+    cp = subprocess.CompletedProcess(argv, proc.returncode, out, err)
     if check and cp.returncode != 0:
         raise LabError('%s failed with exit code %d:\n%s' % (
             ' '.join(argv), cp.returncode, ((cp.stderr or '') + (cp.stdout or '')).strip()[-4000:]))
@@ -360,9 +380,7 @@ def install_deps():
         _run(['apt-get', 'install', '-y', '-q'] + missing, env=env)
     else:
         LOG.info('Debian packages: all present')
-    try:
-        import libvirt  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-    except ImportError:
+    if importlib.util.find_spec('libvirt') is None:
         LOG.info('pip install libvirt-python (builds against libvirt-dev)')
         _run([sys.executable, '-m', 'pip', 'install', 'libvirt-python'])
 
@@ -559,6 +577,7 @@ def build_image(rebuild=False):
         for entry in os.listdir(CACHE_DIR):
             if entry.startswith('.build-'):
                 LOG.info('removing interrupted build %s', entry)
+                _stop_orphaned_build(os.path.join(CACHE_DIR, entry))
                 _rmtree(os.path.join(CACHE_DIR, entry))
         tmp = tempfile.mkdtemp(prefix='.build-%s-' % recipe_hash(), dir=CACHE_DIR)
         try:
@@ -574,8 +593,49 @@ def build_image(rebuild=False):
         except BaseException:
             _rmtree(tmp)
             raise
+        prune_images()
     LOG.info('guest image ready: %s', img.dir)
     return img
+
+
+def _stop_orphaned_build(build_dir):
+    """Kill the process group a SIGKILLed build left running in build_dir.
+
+    Only the group recorded in build_dir/child.pid, and only if its leader
+    still runs with build_dir on its command line.
+    """
+    pid = _read_pidfile(os.path.join(build_dir, 'child.pid'))
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as fh:
+            cmdline = fh.read().decode(errors='replace')
+    except OSError:
+        return
+    if build_dir not in cmdline:
+        return
+    LOG.info('stopping the orphaned build process group %d', pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def prune_images():
+    """Remove cached images of other recipes that no qcow2 file in RUN_DIR uses as backing."""
+    current = image_paths().dir
+    in_use = set()
+    if os.path.isdir(RUN_DIR):
+        for name in os.listdir(RUN_DIR):
+            cp = _run(['qemu-img', 'info', '-U', '--output=json', os.path.join(RUN_DIR, name)], check=False)
+            with contextlib.suppress(ValueError):
+                backing = json.loads(cp.stdout).get('full-backing-filename')
+                if backing:
+                    in_use.add(os.path.dirname(os.path.realpath(backing)))
+    for entry in os.listdir(CACHE_DIR):
+        path = os.path.join(CACHE_DIR, entry)
+        if re.fullmatch(r'[0-9a-f]{16}', entry) and path != current and path not in in_use:
+            LOG.info('removing the image of an older recipe: %s', path)
+            _rmtree(path)
 
 
 def _build_into(tmp):
@@ -588,25 +648,34 @@ def _build_into(tmp):
     def step(name, argv, note='', env=None):
         t0 = time.monotonic()
         LOG.info('image: %s%s ...', name, note)
-        _run(argv, env=env)
+        _run(argv, env=env, pidfile=os.path.join(tmp, 'child.pid'))
         timings[name] = round(time.monotonic() - t0, 1)
         LOG.info('image: %s done in %.1f s', name, timings[name])
 
     debs = os.path.join(CACHE_DIR, 'debs')   # downloaded .debs, reused across recipes
     _makedirs(debs)
+    # dpkg fsyncs every file it unpacks; on a tmpfs that costs nothing.
+    os.mkdir(rootfs)
+    on_tmpfs = _run(['mount', '-t', 'tmpfs', '-o', 'size=3g,mode=0755', 'kslab-build', rootfs],
+                    check=False).returncode == 0
+    if not on_tmpfs:
+        LOG.info('image: no tmpfs for the build, building on disk (slower)')
     argv = [a.format(rootfs=rootfs, mirror=mirror) for a in DEBOOTSTRAP_ARGV]
     argv.insert(1, '--cache-dir=' + debs)
     step('debootstrap', argv, ' from %s (about 2 min)' % mirror, env=dict(os.environ, **DEBOOTSTRAP_ENV))
     step('customize', ['bash', '-c', CUSTOMIZE_SH, 'customize', rootfs, tmp, GUEST_HOSTNAME])
-    if _mounts_below(rootfs):
+    if _mounts_below(rootfs) != ([rootfs] if on_tmpfs else []):
         raise LabError('file systems still mounted below %s' % rootfs)
     step('mkfs.ext4 %s' % IMAGE_SIZE, [a.format(rootfs=rootfs, raw=raw) for a in MKFS_ARGV])
     used = _run(['du', '-sm', rootfs]).stdout.split()[0]
-    shutil.rmtree(rootfs)
+    if on_tmpfs:
+        _run(['umount', rootfs])
+    _rmtree(rootfs)
     step('qemu-img convert', ['qemu-img', 'convert', '-O', 'qcow2', raw, os.path.join(tmp, 'base.qcow2')])
     os.unlink(raw)
     for name in ('base.qcow2', 'vmlinuz', 'initrd.img'):
         os.chmod(os.path.join(tmp, name), 0o644)
+    os.unlink(os.path.join(tmp, 'child.pid'))
     info = {
         'recipe_hash': recipe_hash(), 'mirror': mirror, 'built_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         'rootfs_mib': int(used), 'seconds': round(time.monotonic() - start, 1), 'steps': timings,
@@ -667,16 +736,17 @@ def cleanup(prefix=GLOBAL_PREFIX, uri=DEFAULT_URI):
     _check_prefix(prefix)
     libvirt = _libvirt()
     conn = libvirt.open(uri)
-    removed, files = [], set()
     try:
-        for dom in conn.listAllDomains(0):
-            name = dom.name()
-            if not name.startswith(prefix):
-                continue
+        doms = [d for d in conn.listAllDomains(0) if d.name().startswith(prefix)]
+        removed = [d.name() for d in doms]
+        files = set()
+        for dom in doms:
             files |= {f for f in _domain_disk_files(dom)
                       if os.path.dirname(os.path.realpath(f)) == os.path.realpath(RUN_DIR)}
-            _remove_domain(dom)
-            removed.append(name)
+        # Destroying a QEMU process takes 1-2 s: do them side by side.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            for future in [pool.submit(_remove_domain, d) for d in doms]:
+                future.result()
     finally:
         conn.close()
     if os.path.isdir(RUN_DIR):
@@ -1106,6 +1176,9 @@ def main(argv=None):
                         stream=sys.stderr)
     if os.geteuid() != 0:
         parser.error('the lab needs root')
+    # Turn SIGTERM into KeyboardInterrupt so an interrupted build still
+    # removes its temporary directory (and kills its debootstrap).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.cmd in ('deps', 'up'):
             install_deps()
@@ -1126,7 +1199,14 @@ def main(argv=None):
     except LabError as exc:
         print('lab.py %s: %s' % (args.cmd, exc), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print('lab.py %s: interrupted' % args.cmd, file=sys.stderr)
+        return 130
     return 0
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt('signal %d' % signum)
 
 
 if __name__ == '__main__':
