@@ -1,0 +1,38 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""kvm.snapshots.snapshot_info (the tree, by name, all domains) and kvm.snapshots.snapshot_prune
+(by count, by age, batch) on real libvirt, checked with virsh and qemu-img."""
+
+from __future__ import annotations
+
+from test_modules_common import blank, independent  # noqa: F401  (fixtures)
+
+
+def test_info_tree_by_name_and_all_domains(blank, independent, run_playbook):
+    dom = blank('info')
+    other = blank('info-other', state='shutoff')
+    run = run_playbook('modules_info.yml', {'dom': dom, 'other': other})
+
+    assert run.recap()['localhost']['failed'] == 0
+    # snapshot_info changed nothing: the playbook's own snapshots are all there is
+    assert independent.snapshot_names(dom) == ['a', 'b', 'c', 'd']
+    assert independent.current(dom) == 'd'
+    assert [independent.parent(dom, n) for n in 'abcd'] == [None, 'a', 'b', 'a']
+    assert independent.snapshot_names(other) == ['a']
+    assert independent.qemu_img_snapshots(independent.lab.disk_paths(dom)[0]) == ['a', 'b', 'c', 'd']
+
+
+def test_prune_by_count_by_age_and_batch(blank, independent, lab, run_playbook):
+    dom = blank('prune-a')
+    other = blank('prune-b', state='shutoff')
+    disks = [independent.lab.disk_paths(d)[0] for d in (dom, other)]
+    run_playbook('modules_prune.yml', {'dom': dom, 'other': other, 'dom_disk': disks[0],
+                                       'prune_glob': f'{lab.prefix}prune-*'}, diff=True)
+
+    for name, disk in zip((dom, other), disks):
+        assert independent.snapshot_names(name) == [], name
+        assert independent.qemu_img_snapshots(disk) == [], name
+    independent.qemu_img_check(disks[0], in_use=True)
+    independent.qemu_img_check(disks[1])
+    assert independent.domstate(dom) == 'running'
