@@ -396,8 +396,22 @@ def install_deps():
     else:
         LOG.info('Debian packages: all present')
     if importlib.util.find_spec('libvirt') is None:
-        LOG.info('pip install libvirt-python (builds against libvirt-dev)')
-        _run([sys.executable, '-m', 'pip', 'install', 'libvirt-python'])
+        requirement = _pinned('libvirt-python')
+        LOG.info('pip install %s (builds against libvirt-dev)', requirement)
+        _run([sys.executable, '-m', 'pip', 'install', requirement])
+
+
+def _pinned(package):
+    """``package==X`` as pinned in the repository's requirements-test.txt, else the bare name."""
+    pins = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'requirements-test.txt')
+    try:
+        with open(pins, encoding='utf-8') as handle:
+            for line in handle:
+                if line.split('#')[0].strip().lower().startswith(package + '=='):
+                    return line.split('#')[0].strip()
+    except OSError:
+        pass
+    return package
 
 
 # --------------------------------------------------------------------------
