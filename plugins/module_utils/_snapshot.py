@@ -67,9 +67,16 @@ def validate_name(name: t.Any, what: str = 'snapshot name') -> str:
 
 
 def validate_text(text: str | None, what: str = 'description') -> str | None:
-    """Descriptions may hold any printable text, but not control characters XML cannot carry."""
+    """Descriptions may hold any printable text, tabs and newlines, but nothing XML cannot carry exactly.
+
+    XML parsers turn a carriage return into a newline, so a description with one
+    would not come back as it was stored: it is refused rather than changed.
+    """
     if text is not None and _CONTROL.search(text):
         raise SnapshotError(f'The {what} {text!r} contains control characters that XML cannot carry.')
+    if text is not None and '\r' in text:
+        raise SnapshotError(f'The {what} {text!r} contains carriage returns ("\\r"), which libvirt stores as '
+                            'newlines; use "\\n" line ends so the text is kept exactly.')
     return text
 
 

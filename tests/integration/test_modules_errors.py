@@ -72,10 +72,6 @@ def test_bad_inputs_fail_clearly_and_change_nothing(blank, independent, lab, run
     assert missing not in independent.domain_names()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'kvm.snapshots.snapshot stores a description with "\\r" although libvirt hands it back as "\\n" '
-    '(XML end-of-line handling): it neither keeps it exactly nor refuses it, and every run reports a change. '
-    'Fix: refuse "\\r" in validate_text() (module_utils/_snapshot.py), then drop this marker.'))
 def test_description_with_carriage_returns_is_kept_exactly_or_refused(blank, independent, run_playbook):
     dom = blank('err-cr', state='shutoff')
     description = 'line 1\r\nline 2\rline 3'

@@ -130,6 +130,14 @@ def test_description_with_control_characters_is_refused(run_failing, run_module,
     assert names(dom) == []
 
 
+def test_description_with_carriage_returns_is_refused(run_failing, make_domain):
+    """libvirt's XML turns "\\r" into "\\n": such a description could not be kept exactly."""
+    dom = make_domain('running')
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 'ok', 'description': 'line 1\r\nline 2'})
+    assert 'carriage returns' in failed['msg']
+    assert names(dom) == []
+
+
 def test_raw_disk_names_the_disk_and_changes_nothing(run_failing, run_module, make_domain):
     dom = make_domain('running', fmt='raw')
     failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's'})
