@@ -20,12 +20,16 @@ options:
         reached by Ansible over SSH or with C(delegate_to)).
       - A remote URI such as V(qemu+ssh://root@hv1/system?keyfile=/root/.ssh/id_ed25519) lets the module
         run on the controller, so the hypervisor needs no Python libvirt binding.
+      - A password in the user part of the URI (C(user:password@host)) is masked in the output and in messages.
     type: str
     default: qemu:///system
     aliases: [libvirt_uri]
   connect_timeout:
     description:
       - Seconds to wait for the connection to libvirt before failing with a clear message instead of hanging.
+      - Also about how long libvirtd may stay silent during a call (hung, or its host unreachable) before the
+        connection is given up as lost, by libvirt's keepalive messages; a long snapshot of a libvirtd that
+        answers is not affected.
       - V(0) waits for ever.
     type: int
     default: 30

@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 import typing as t
+from urllib.parse import urlsplit, urlunsplit
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -104,7 +105,9 @@ else:  # pragma: no cover - exercised only without the binding
 FROM_RPC = 7  # virErrorDomain of errors of the connection itself
 
 _CONNECTION_LOST = ('End of file while reading data', 'client socket is closed', 'Cannot write data',
-                    'Cannot recv data', 'no connection driver available', 'Broken pipe')
+                    'Cannot recv data', 'no connection driver available', 'Broken pipe', 'keepalive timeout')
+# the connection could not be made at all (not lost on the way)
+_CANNOT_CONNECT = ('Failed to connect socket', 'unable to connect to server')
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -128,9 +131,12 @@ def describe(exc: BaseException, action: str) -> str:
     text = (get_message() if get_message else None) or str(exc)
     code = error_code(exc)
     msg = f'{action} failed: {text}'
-    if connection_lost(exc):
-        hint = ('the connection to libvirtd was lost: the daemon stopped or restarted. Running guests keep '
-                'running; re-run the task once libvirtd is back, it carries on from the state the host is in')
+    if any(marker in text for marker in _CANNOT_CONNECT):
+        hint = 'libvirtd does not run there or does not accept connections'
+    elif connection_lost(exc):
+        hint = ('the connection to libvirtd was lost: the daemon stopped, restarted or stopped answering. '
+                'Running guests keep running (QEMU does not need libvirtd); re-run the task once libvirtd '
+                'answers again, it carries on from the state the host is in')
     elif 'No space left on device' in text:
         hint = ('the storage under the domain is full; nothing was recorded as a snapshot. '
                 'Free space there (a full snapshot needs about the guest\'s used memory) or use disk_only: true')
@@ -166,6 +172,56 @@ def _ignore_libvirt_error(_ctx: t.Any, _err: t.Any) -> None:
     """Keep libvirt from printing errors on stderr: we report them ourselves."""
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` for messages: a password in its user part (``user:password@host``) becomes ``********``."""
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None:
+            return uri
+    except ValueError:  # not a URI urllib can read; libvirt will say what is wrong with it
+        return uri
+    userinfo, _at, hostport = parts.netloc.rpartition('@')
+    return urlunsplit(parts._replace(netloc=f'{userinfo.split(":", 1)[0]}:********@{hostport}'))
+
+
+def uri_password(uri: str) -> str | None:
+    """The password in the user part of ``uri``, if any."""
+    try:
+        return urlsplit(uri).password or None
+    except ValueError:
+        return None
+
+
+_EVENT_LOOP: list[threading.Thread] = []
+
+
+def _start_event_loop() -> None:
+    """Run libvirt's default event loop in a thread, once per process.
+
+    The client sends keepalive messages only while an event loop runs; without them a call
+    to a libvirtd that stopped answering (hung, frozen, or a host that dropped off the network)
+    would wait for ever.
+    """
+    if _EVENT_LOOP:
+        return
+    libvirt.virEventRegisterDefaultImpl()
+
+    def loop() -> None:
+        while True:
+            libvirt.virEventRunDefaultImpl()
+
+    worker = threading.Thread(target=loop, name='libvirt-events', daemon=True)
+    worker.start()
+    _EVENT_LOOP.append(worker)
+
+
+def keepalive_for(timeout: int) -> tuple[int, int] | None:
+    """(interval, count) of libvirt keepalive so that a silent libvirtd is given up after about ``timeout`` s."""
+    if not timeout or timeout <= 0:
+        return None
+    return max(1, timeout // 6), 5
+
+
 class AnsibleLibvirtModule:
     """AnsibleModule plus a libvirt connection for the kvm.snapshots modules."""
 
@@ -174,6 +230,9 @@ class AnsibleLibvirtModule:
         spec.update(argument_spec)
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
         self.params = self.module.params
+        password = uri_password(self.params['uri'])
+        if password:
+            self.module.no_log_values.add(password)  # masked wherever it would appear in the output
         self.check_mode = self.module.check_mode
         self.diff_mode = self.module._diff
         self._conn: t.Any = None
@@ -195,6 +254,11 @@ class AnsibleLibvirtModule:
         return self.params['uri']
 
     @property
+    def display_uri(self) -> str:
+        """The URI as messages show it (without a password)."""
+        return redact_uri(self.uri)
+
+    @property
     def conn(self) -> t.Any:
         """The libvirt connection, opened on first use."""
         if self._conn is None:
@@ -204,6 +268,9 @@ class AnsibleLibvirtModule:
     def _open(self) -> t.Any:
         timeout = self.params['connect_timeout']
         outcome: dict[str, t.Any] = {}
+        keepalive = keepalive_for(timeout)
+        if keepalive:
+            _start_event_loop()
 
         def opener() -> None:
             try:
@@ -216,15 +283,21 @@ class AnsibleLibvirtModule:
         worker.join(timeout if timeout and timeout > 0 else None)
         if worker.is_alive():
             raise SnapshotError(
-                f'Could not connect to libvirt at {self.uri} within {timeout} seconds '
+                f'Could not connect to libvirt at {self.display_uri} within {timeout} seconds '
                 '(the host does not answer, or an SSH prompt is waiting for input); '
                 'check that libvirtd runs there and that the connection needs no interaction, '
                 'or raise connect_timeout.')
         if 'error' in outcome:
             raise SnapshotError(
-                describe(outcome['error'], f'Connecting to libvirt at {self.uri}')
+                describe(outcome['error'], f'Connecting to libvirt at {self.display_uri}')
                 + ' Check that libvirtd runs on the hypervisor and that this user may use the URI.')
-        return outcome['conn']
+        conn = outcome['conn']
+        if keepalive:
+            try:
+                conn.setKeepAlive(*keepalive)
+            except LibvirtError:
+                pass  # drivers without keepalive (test:///, qemu:///embed) talk to no daemon that could hang
+        return conn
 
     def close(self) -> None:
         if self._conn is not None:
@@ -241,7 +314,7 @@ class AnsibleLibvirtModule:
         except LibvirtError as exc:
             if error_code(exc) == ERR_NO_DOMAIN:
                 raise SnapshotError(
-                    f'Domain "{name}" does not exist on {self.uri} '
+                    f'Domain "{name}" does not exist on {self.display_uri} '
                     '(check the name with "virsh list --all" on that hypervisor).',
                     domain=name) from None
             raise SnapshotError(describe(exc, f'Looking up domain "{name}"'), domain=name) from None
