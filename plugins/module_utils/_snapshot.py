@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import time
 import typing as t
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN_SNAPSHOT,
     LibvirtError,
     SnapshotError,
+    connection_lost,
     describe,
     error_code,
     retry_busy,
@@ -64,6 +66,24 @@ def validate_name(name: t.Any, what: str = 'snapshot name') -> str:
     if _CONTROL.search(name) or '\n' in name or '\r' in name or '\t' in name:
         raise SnapshotError(f'The {what} {name!r} contains control characters.')
     return name
+
+
+# libvirt 9.0 hands the name of an internal snapshot of a running domain to QEMU's monitor as
+# savevm/loadvm/delvm "NAME" without escaping it: with these characters QEMU saves or loads
+# another name, or nothing, while libvirt records success [seen].
+MONITOR_UNSAFE = ('"', '\\')
+
+
+def check_monitor_name(dom: t.Any, name: str, action: str = 'a snapshot with memory') -> None:
+    """Refuse a name that libvirt's QEMU driver would pass to QEMU's monitor unescaped (running or paused domain)."""
+    unsafe = [c for c in MONITOR_UNSAFE if c in name]
+    if unsafe and dom.connect().getType() == 'QEMU':
+        domain = dom.name()
+        raise SnapshotError(
+            f'The snapshot name {name!r} contains {" and ".join(repr(c) for c in unsafe)}: for {action} of the '
+            f'running or paused domain "{domain}" libvirt passes the name to QEMU\'s monitor without escaping it '
+            '(savevm "NAME"), and QEMU would save or load another snapshot, or none, while libvirt reports success. '
+            'Nothing was changed. Choose a name without " and \\.', domain=domain)
 
 
 def validate_text(text: str | None, what: str = 'description') -> str | None:
@@ -276,6 +296,173 @@ def check_internal_possible(dom: t.Any) -> None:
             domain=name)
 
 
+def check_external_possible(dom: t.Any) -> None:
+    """Refuse an external (disk-only) snapshot of a domain that has internal snapshots.
+
+    libvirt 9.0 cannot delete an external snapshot whose parent is internal ("not supported"),
+    and reverting to the internal snapshot afterwards puts the domain back on the image below
+    the overlay: the overlay, and everything written to it, no longer matches its backing file.
+    """
+    name = dom.name()
+    internal = sorted(s['name'] for s in list_snapshots(dom) if s['location'] == 'internal')
+    if internal:
+        raise SnapshotError(
+            f'Domain "{name}" has internal snapshots ({", ".join(internal)}); an external (disk-only) snapshot '
+            'on top of them is refused because libvirt cannot delete it again (an external snapshot with an '
+            'internal parent) and a revert to an internal one would leave its overlay behind, out of step with '
+            'the image it is based on. Keep to one kind per domain: delete the internal snapshots first, '
+            'or use disk_only: false.', domain=name)
+
+
+def check_revert_possible(dom: t.Any, target: dict[str, t.Any]) -> None:
+    """Refuse to revert to an internal snapshot while the domain has external ones.
+
+    libvirt 9.0 does it: it puts the disks back on the images the internal snapshot lives in,
+    under the overlays of the external snapshots, which then no longer match their backing files
+    (their data, and the external snapshots, are lost).
+    """
+    if target['location'] != 'internal':
+        return
+    external = sorted(s['name'] for s in list_snapshots(dom) if s['location'] == 'external')
+    if external:
+        raise SnapshotError(
+            f'Domain "{dom.name()}" has external (disk-only) snapshots ({", ".join(external)}); reverting to the '
+            f'internal snapshot "{target["name"]}" is refused because libvirt would put the disks back on the '
+            'images below their overlays, and the overlays with the data written since would be lost. '
+            'Nothing was changed. Delete the external snapshots first (that merges the overlays back), '
+            'then revert.', domain=dom.name())
+
+
+# virDomainState PAUSED, and the virDomainPausedReason values libvirt uses while a job writes the memory
+STATE_PAUSED = 3
+_JOB_PAUSE_REASONS = {3: 'save', 9: 'snapshot'}
+CONTROL_OK = 0  # virDomainControlState: no job holds the domain
+
+
+def domain_busy(dom: t.Any) -> bool:
+    """Whether a libvirt job (a snapshot, a revert, a save ...) holds the domain right now."""
+    try:
+        return dom.controlInfo(0)[0] != CONTROL_OK
+    except LibvirtError:
+        return False  # drivers without control info (the test driver) run no jobs in the background
+
+
+def in_progress(dom: t.Any, snap: t.Any) -> bool:
+    """Whether ``snap`` is still being taken: libvirt lists a snapshot from the start of its creation.
+
+    It is when a job holds the domain that started no earlier than the snapshot was created
+    (a few seconds of slack: libvirt stamps the snapshot just before it pauses the guest).
+    An older snapshot under an unrelated job (a backup, a migration) is not waited for.
+    """
+    try:
+        control, _details, elapsed_ms = dom.controlInfo(0)
+    except LibvirtError:
+        return False  # drivers without control info (the test driver) run no jobs in the background
+    if control == CONTROL_OK:
+        return False
+    created = parse_snapshot_xml(snap.getXMLDesc(0))['creation_time_epoch']
+    return created is not None and created >= time.time() - elapsed_ms / 1000 - IN_PROGRESS_SLACK
+
+
+IN_PROGRESS_SLACK = 5
+
+
+def wait_idle(dom: t.Any, busy_timeout: float) -> None:
+    """Wait, up to ``busy_timeout`` seconds, until no libvirt job holds ``dom``."""
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.1
+    while domain_busy(dom):
+        if time.monotonic() + delay > deadline:
+            raise SnapshotError(
+                f'Domain "{dom.name()}" is still busy with another job (a snapshot, revert or save by another '
+                f'run or tool) after {busy_timeout:g} seconds; "virsh domcontrol {dom.name()}" shows how long it '
+                'has been running. Re-run when it is done, or raise busy_timeout.', domain=dom.name())
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def resume_interrupted(dom: t.Any, busy_timeout: float) -> str | None:
+    """Resume a domain left paused by a snapshot or save job that libvirtd did not finish.
+
+    libvirt pauses a running domain while an internal snapshot writes its memory (paused
+    reason "save") and resumes it at the end. If libvirtd is killed meanwhile, QEMU finishes
+    writing, but libvirt 9.0 does not resume the domain when it comes back: the guest stays
+    paused for ever. A domain paused for such a reason while no job holds it can only be that;
+    resuming it restores the state it was in. While a job still holds it, it is another run's
+    snapshot or save in progress: libvirt resumes the domain itself when that ends. Returns a
+    warning when the domain was resumed.
+    """
+    state, reason = dom.state(0)
+    if state != STATE_PAUSED or reason not in _JOB_PAUSE_REASONS or domain_busy(dom):
+        return None
+    try:
+        retry_busy(dom.resume, busy_timeout)
+    except LibvirtError as exc:
+        raise SnapshotError(describe(exc, f'Resuming domain "{dom.name()}", left paused by an unfinished '
+                                          f'{_JOB_PAUSE_REASONS[reason]} job'), domain=dom.name()) from None
+    return (f'Domain "{dom.name()}" was paused (reason: {_JOB_PAUSE_REASONS[reason]}) by a snapshot or save that '
+            'libvirtd did not finish (it stopped or restarted during it); it was resumed.')
+
+
+# Room needed besides the guest's memory by a snapshot with memory: device memory (video RAM, ROMs) and
+# device state are saved with it.
+MEMORY_SNAPSHOT_MARGIN = 64 << 20
+# Less free space than this under the image after a failed memory snapshot: the storage ran full.
+STORAGE_FULL = 16 << 20
+
+
+def _memory_disk(dom: t.Any) -> dict[str, t.Any] | None:
+    """The disk QEMU writes the memory of an internal snapshot into: the first one that takes part."""
+    for disk in domain_disks(dom):
+        if disk['snapshot'] != 'no' and disk['type'] == 'file' and disk['file']:
+            return disk
+    return None
+
+
+def free_bytes(path: str) -> int | None:
+    """Bytes free for unprivileged users on the file system of ``path`` (None when it cannot be read here)."""
+    try:
+        stats = os.statvfs(os.path.dirname(path) or '.')
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def check_free_space(dom: t.Any) -> None:
+    """Refuse a snapshot with memory that may not fit on the file system of the image that would hold it.
+
+    A memory snapshot that runs out of space fails, and what QEMU wrote of the memory until then
+    stays allocated in the image: the file system is full afterwards, and QEMU pauses the guest at
+    its next write that needs room. Call only when the disks are this machine's files (local URI).
+    """
+    disk = _memory_disk(dom)
+    free = free_bytes(disk['file']) if disk else None
+    if disk is None or free is None:
+        return
+    memory = dom.info()[2] * 1024  # the guest's current memory, KiB
+    needed = memory + MEMORY_SNAPSHOT_MARGIN
+    if free < needed:
+        raise SnapshotError(
+            f'Domain "{dom.name()}": a snapshot with memory needs up to {needed >> 20} MiB (the guest\'s '
+            f'{memory >> 20} MiB of memory and {MEMORY_SNAPSHOT_MARGIN >> 20} MiB of device state) on the file '
+            f'system of {disk["file"]}, and it has {free >> 20} MiB free. Nothing was changed: a memory snapshot '
+            'that runs out of space leaves the file system full, and the guest is paused at its next write. '
+            'Free space there, or take a disk-only snapshot (disk_only: true).',
+            domain=dom.name(), needed=needed, free=free)
+
+
+def storage_full_note(dom: t.Any) -> str:
+    """After a failed memory snapshot: what is left when the storage under the memory image is (nearly) full."""
+    disk = _memory_disk(dom)
+    free = free_bytes(disk['file']) if disk else None
+    if disk is None or free is None or free >= STORAGE_FULL:
+        return ''
+    return (f' The file system of {disk["file"]} is full ({free >> 20} MiB free): the memory ran out of room. '
+            'No snapshot was recorded and the image is intact, but QEMU keeps what it wrote of the memory '
+            'allocated in it (a later snapshot reuses that room): free space there now, a guest that cannot '
+            'write to its disk is paused.')
+
+
 def is_local_uri(uri: str) -> bool:
     """Whether the URI names libvirt on this machine (so its files are this machine's files)."""
     return urlsplit(uri).hostname in (None, '', 'localhost')
@@ -289,6 +476,22 @@ def tighten_modes(facts: dict[str, t.Any]) -> None:
             mode = os.stat(path).st_mode & 0o777
             if mode & 0o077:
                 os.chmod(path, mode & 0o700)
+
+
+def hide_memory(dom: t.Any) -> None:
+    """The image that now holds the guest's memory (a full internal snapshot): not readable by other users.
+
+    Only the permissions of others are removed; the owner and group (which QEMU may need) keep theirs.
+    """
+    disk = _memory_disk(dom)
+    if disk is None or not os.path.isfile(disk['file']):
+        return
+    try:
+        mode = os.stat(disk['file']).st_mode & 0o7777
+        if mode & 0o007:
+            os.chmod(disk['file'], mode & ~0o007)
+    except OSError:
+        pass  # not ours to change (another owner, a read-only mount): the file keeps the mode it had
 
 
 def create_snapshot(dom: t.Any, name: str, description: str | None = None, disk_only: bool = False,
@@ -308,14 +511,24 @@ def create_snapshot(dom: t.Any, name: str, description: str | None = None, disk_
         xml = build_snapshot_xml(name, description, disk_only)
         snap = retry_busy(lambda: dom.snapshotCreateXML(xml, flags), busy_timeout)
     except LibvirtError as exc:
+        if connection_lost(exc):
+            raise SnapshotError(
+                describe(exc, f'Creating snapshot "{name}" of domain "{dom.name()}"')
+                + '. libvirtd may have finished the snapshot, or left it in the disk images only, unrecorded; '
+                'a re-run of this task finds out and finishes the job (it takes an unrecorded internal snapshot '
+                'again, which replaces it, and resumes a guest left paused).',
+                domain=dom.name()) from None
         existing = lookup_snapshot(dom, name)
         if existing is None:
-            raise SnapshotError(describe(exc, f'Creating snapshot "{name}" of domain "{dom.name()}"'),
+            note = storage_full_note(dom) if local and not disk_only else ''
+            raise SnapshotError(describe(exc, f'Creating snapshot "{name}" of domain "{dom.name()}"') + note,
                                 domain=dom.name()) from None
         return snapshot_facts(existing, dom.name()), False
     facts = snapshot_facts(snap, dom.name())
     if local and facts['location'] == 'external':
         tighten_modes(facts)
+    elif local and facts['memory'] == 'internal':
+        hide_memory(dom)
     return facts, True
 
 

@@ -80,7 +80,11 @@ options:
 notes:
   - Internal snapshots (the default) need every disk of the domain in qcow2 format; a raw disk is named in the error.
   - An internal snapshot of a domain that already has external snapshots is refused; libvirt before 11.0 can
-    lose data with that mix.
+    lose data with that mix. An external (disk-only) snapshot of a domain that has internal snapshots is refused
+    too; libvirt cannot delete it again, and a revert to an internal snapshot would leave its overlay behind.
+  - If libvirtd stops during a snapshot, the task fails with a message saying so; a re-run finishes the job
+    (it resumes a guest that the interrupted snapshot left paused, and takes the snapshot again if libvirt
+    did not record it). A snapshot that another run is still taking is waited for, up to O(busy_timeout).
   - Overlay files of external snapshots are made readable by their owner only when the module runs on the
     hypervisor itself (a local O(uri)).
 seealso:
@@ -199,16 +203,22 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     CREATE_CURRENT,
     CREATE_REDEFINE,
     DELETE_CHILDREN,
+    check_external_possible,
+    check_free_space,
     check_internal_possible,
+    check_monitor_name,
     create_snapshot,
     domain_state,
+    in_progress,
     is_local_uri,
     lookup_snapshot,
     replace_description,
+    resume_interrupted,
     snapshot_facts,
     summary,
     validate_name,
     validate_text,
+    wait_idle,
 )
 
 
@@ -253,13 +263,21 @@ class SnapshotManager:
     # state=present
 
     def _present(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
+        if snap is not None and in_progress(dom, snap):
+            # another run is still taking it, and may yet fail: wait for that job, then look again
+            wait_idle(dom, self.params['busy_timeout'])
+            snap = lookup_snapshot(dom, self.name)
         if snap is not None:
             return self._update(dom, snap)
         predicted = self._predict(dom)
         if self.client.check_mode:
             return {'changed': True, 'snapshot': predicted, '_before': summary(None), '_after': summary(predicted)}
+        resumed = resume_interrupted(dom, self.params['busy_timeout'])
         facts = self._create(dom)
-        return {'changed': True, 'snapshot': facts, '_before': summary(None), '_after': summary(facts)}
+        result = {'changed': True, 'snapshot': facts, '_before': summary(None), '_after': summary(facts)}
+        if resumed:
+            result['warnings'] = [resumed]
+        return result
 
     def _predict(self, dom: t.Any) -> dict[str, t.Any]:
         """The snapshot that would be made; raises where libvirt would refuse."""
@@ -267,7 +285,13 @@ class SnapshotManager:
         state = domain_state(dom)
         if not disk_only:
             check_internal_possible(dom)
-        elif self.params['quiesce'] and state != 'running':
+            if state in ('running', 'paused'):
+                check_monitor_name(dom, self.name)
+                if is_local_uri(self.client.uri):
+                    check_free_space(dom)
+        else:
+            check_external_possible(dom)
+        if disk_only and self.params['quiesce'] and state != 'running':
             raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
                                 'with qemu-guest-agent.', domain=dom.name())
         if disk_only:

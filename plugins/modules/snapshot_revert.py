@@ -85,6 +85,8 @@ notes:
   - Reverting to an external (disk-only) snapshot needs libvirt 9.9 or later; with an older libvirt the
     module says so before changing anything.
   - Reverting a running domain restarts its QEMU process.
+  - Reverting to an internal snapshot of a domain that has external (disk-only) snapshots is refused before
+    anything is changed; libvirt would put the disks back under the overlays, and their data would be lost.
 seealso:
   - module: kvm.snapshots.snapshot
   - module: kvm.snapshots.snapshot_info
@@ -161,7 +163,10 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     REVERT_FORCE,
     REVERT_PAUSED,
     REVERT_RUNNING,
+    check_free_space,
     check_internal_possible,
+    check_monitor_name,
+    check_revert_possible,
     create_snapshot,
     domain_state,
     is_local_uri,
@@ -199,6 +204,9 @@ class RevertManager:
         snap = self._target(dom)
         target = snapshot_facts(snap, self.domain_name)
         self._check_revertable(target)
+        check_revert_possible(dom, target)
+        if target['location'] == 'internal' and domain_state(dom) in ('running', 'paused'):
+            check_monitor_name(dom, target['name'], 'a revert')
         if self.safety_name == target['name']:
             raise SnapshotError(f'safety_snapshot "{self.safety_name}" is the snapshot to revert to; '
                                 'give the safety snapshot another name.', domain=self.domain_name)
@@ -265,6 +273,10 @@ class RevertManager:
                                     '(an earlier run took it); it is kept and not taken again.')
             return snapshot_facts(existing, self.domain_name), False
         check_internal_possible(dom)
+        if domain_state(dom) in ('running', 'paused'):
+            check_monitor_name(dom, self.safety_name)
+            if is_local_uri(self.client.uri):
+                check_free_space(dom)
         if self.client.check_mode:
             return {'name': self.safety_name, 'domain': self.domain_name,
                     'description': self.params['safety_description'], 'location': 'internal'}, True
