@@ -26,13 +26,13 @@ def test_info_tree_by_name_and_all_domains(blank, independent, run_playbook):
 def test_prune_by_count_by_age_and_batch(blank, independent, lab, run_playbook):
     dom = blank('prune-a')
     other = blank('prune-b', state='shutoff')
-    disks = [independent.lab.disk_paths(d)[0] for d in (dom, other)]
-    run_playbook('modules_prune.yml', {'dom': dom, 'other': other, 'dom_disk': disks[0],
+    paused = blank('prune-c', state='paused')
+    disks = [independent.lab.disk_paths(d)[0] for d in (dom, other, paused)]
+    run_playbook('modules_prune.yml', {'dom': dom, 'other': other, 'paused': paused, 'dom_disk': disks[0],
                                        'prune_glob': f'{lab.prefix}prune-*'}, diff=True)
 
-    for name, disk in zip((dom, other), disks):
+    for name, disk in zip((dom, other, paused), disks):
         assert independent.snapshot_names(name) == [], name
         assert independent.qemu_img_snapshots(disk) == [], name
-    independent.qemu_img_check(disks[0], in_use=True)
-    independent.qemu_img_check(disks[1])
-    assert independent.domstate(dom) == 'running'
+        independent.qemu_img_check(disk, in_use=name != other)
+    assert [independent.domstate(d) for d in (dom, other, paused)] == ['running', 'shutoff', 'paused']
