@@ -166,3 +166,39 @@ def blank(lab: t.Any) -> t.Iterator[t.Callable[..., str]]:
     yield make
     for dom in made:
         lab.remove(dom)
+
+
+# One real Debian guest for the whole session: booting one costs 20-90 s of a 2-core machine.
+# test_disaster.py and test_modules_quiesce.py use it in turn; each leaves it as it found it
+# (running, no snapshots, its own disk), and the fixture makes a new one when it is not.
+_SHARED_GUEST: dict[str, t.Any] = {'name': None, 'made': 0}
+
+
+def _guest_fit(lab: t.Any, name: str) -> bool:
+    try:
+        if lab.state(name) != 'running' or Independent(lab).snapshot_names(name):
+            return False
+        disk = f'{lab.run_dir}/{name}.vda.qcow2'
+        if Independent(lab).blklist(name) != {'vda': disk}:
+            return False
+        lab.wait_agent(name, timeout=30)
+        return lab.guest_exec(name, ['/usr/bin/true'], timeout=30)[0] == 0
+    except Exception:  # noqa: BLE001  (any doubt: boot a new one)
+        return False
+
+
+@pytest.fixture
+def guest(lab: t.Any) -> str:
+    """A running Debian guest whose agent answers, with no snapshots (shared; removed with the lab)."""
+    name = _SHARED_GUEST['name']
+    if name is not None and not _guest_fit(lab, name):
+        lab.remove(name)
+        name = None
+    if name is None:
+        _SHARED_GUEST['made'] += 1
+        name = lab.guest_domain(f'guest-{_SHARED_GUEST["made"]}')
+        lab.wait_agent(name, timeout=600)
+        # let the boot finish (mounts, journald) so that it does not race the test
+        lab.guest_exec(name, ['/usr/bin/systemctl', 'is-system-running', '--wait'], timeout=300)
+        _SHARED_GUEST['name'] = name
+    return name
