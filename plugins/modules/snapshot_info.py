@@ -12,6 +12,9 @@ version_added: 0.1.0
 description:
   - Reads the snapshots of one KVM/QEMU domain, or of every domain of the hypervisor, and returns as data
     what C(virsh snapshot-list --tree), C(virsh snapshot-info) and C(virsh snapshot-current) show.
+  - Also returns, per domain, the facts a preflight needs (power state, memory, disks with their format and
+    the free space under them, guest agent channel) and the libvirt version of the daemon, so that roles and
+    playbooks need no C(virsh) on the hypervisor; with a remote O(uri) nothing runs there but libvirtd.
   - Never changes anything.
 author:
   - kvm.snapshots contributors (@kvm-snapshots)
@@ -46,6 +49,9 @@ options:
     type: str
 notes:
   - Snapshots deleted by another run while they are being read are left out, not an error.
+  - The free space under a disk (C(free_bytes) in RV(domains)) is read from the file system of the machine the module
+    runs on, so only with a local O(uri) (V(qemu:///system), or a host name of V(localhost)); through a remote URI
+    libvirt does not tell it, and it is V(null).
 seealso:
   - module: kvm.snapshots.snapshot
   - module: kvm.snapshots.snapshot_revert
@@ -84,6 +90,18 @@ EXAMPLES = r'''
   loop: "{{ hv1_snapshots.domains | dict2items }}"
   loop_control:
     label: "{{ item.key }}"
+
+- name: Read web1 and its disks from the controller, through SSH
+  kvm.snapshots.snapshot_info:
+    domain: web1
+    uri: qemu+ssh://root@hv1.example.com/system?keyfile=/home/ops/.ssh/id_ed25519&no_tty=1
+  delegate_to: localhost
+  register: web1_info
+
+- name: Fail when a disk of web1 cannot take an internal snapshot
+  ansible.builtin.assert:
+    that: web1_info.domains.web1.disks | rejectattr('format', 'equalto', 'qcow2') | list | length == 0
+    fail_msg: web1 has a disk that is not qcow2
 '''
 
 RETURN = r'''
@@ -222,22 +240,124 @@ tree:
 domains:
   description:
     - Every domain read (only O(domain) when it is given), by name, with the name of its current snapshot
-      (C(current), V(null) when none), its snapshot tree (C(tree), as RV(tree)) and its number of
-      snapshots (C(count)).
+      (C(current), V(null) when none), its snapshot tree (C(tree), as RV(tree)), its number of
+      snapshots (C(count)), and the facts of the domain itself.
   returned: always
   type: dict
+  contains:
+    current:
+      description: The name of the current snapshot; V(null) when none.
+      type: str
+      returned: always
+      sample: pre-upgrade
+    count:
+      description: The number of snapshots.
+      type: int
+      returned: always
+      sample: 2
+    tree:
+      description: The snapshot tree, as RV(tree).
+      type: list
+      elements: dict
+      returned: always
+      sample: [{name: base, children: []}]
+    state:
+      description:
+        - The power state of the domain, in the words of C(virsh domstate) without spaces
+          (V(running), V(paused), V(shutoff), V(shutdown), V(crashed), V(pmsuspended), V(blocked), V(nostate)).
+      type: str
+      returned: always
+      sample: running
+    memory_mib:
+      description: The current memory of the domain in MiB (what a snapshot with memory saves, at most).
+      type: int
+      returned: always
+      sample: 2048
+    agent_channel:
+      description: Whether the domain has a guest agent channel (C(org.qemu.guest_agent.0)).
+      type: bool
+      returned: always
+      sample: true
+    disks:
+      description:
+        - The disks a snapshot can cover (not CD-ROMs, not read-only disks), in the order of the domain XML.
+      type: list
+      elements: dict
+      returned: always
+      contains:
+        name:
+          description: The target name of the disk.
+          type: str
+          returned: always
+          sample: vda
+        type:
+          description: The disk type of the domain XML (V(file), V(block), V(network), V(volume)).
+          type: str
+          returned: always
+          sample: file
+        format:
+          description: The image format (V(qcow2), V(raw)); V(null) when the domain XML names none.
+          type: str
+          returned: always
+          sample: qcow2
+        file:
+          description: The file (or device, or volume name) behind the disk; V(null) for an empty one.
+          type: str
+          returned: always
+          sample: /var/lib/libvirt/images/web1.qcow2
+        snapshot:
+          description:
+            - The disk's own snapshot setting in the domain XML (V(no) leaves it out of snapshots);
+              V(null) when it has none.
+          type: str
+          returned: always
+          sample: null
+        free_bytes:
+          description:
+            - Bytes free for unprivileged users on the file system that holds the file.
+            - V(null) when O(uri) is remote (libvirt does not tell it), the disk is not a file, or its directory
+              cannot be read.
+          type: int
+          returned: always
+          sample: 53687091200
   sample:
     web1:
       current: pre-upgrade
       count: 2
       tree: [{name: base, children: [{name: pre-upgrade, children: []}]}]
+      state: running
+      memory_mib: 2048
+      agent_channel: true
+      disks:
+        - name: vda
+          type: file
+          format: qcow2
+          file: /var/lib/libvirt/images/web1.qcow2
+          snapshot: null
+          free_bytes: 53687091200
     db1:
       current: null
       count: 0
       tree: []
+      state: shutoff
+      memory_mib: 4096
+      agent_channel: false
+      disks:
+        - name: vda
+          type: file
+          format: qcow2
+          file: /var/lib/libvirt/images/db1.qcow2
+          snapshot: null
+          free_bytes: 53687091200
+libvirt_version:
+  description: The version of libvirt of the daemon the module talked to (on the hypervisor), as C(X.Y.Z).
+  returned: always
+  type: str
+  sample: 9.0.0
 '''
 
 import typing as t
+import xml.etree.ElementTree as ET
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN,
@@ -248,9 +368,20 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     error_code,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
+    domain_disks,
+    domain_state,
+    free_bytes,
+    is_local_uri,
     list_snapshots,
     snapshot_tree,
 )
+
+AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+
+
+def libvirt_version(number: int) -> str:
+    """libvirt's version number (major * 1000000 + minor * 1000 + micro) as X.Y.Z."""
+    return f'{number // 1000000}.{number // 1000 % 1000}.{number % 1000}'
 
 
 class SnapshotInfo:
@@ -269,27 +400,49 @@ class SnapshotInfo:
         snapshots: list[dict[str, t.Any]] = []
         domains: dict[str, dict[str, t.Any]] = {}
         for dom in doms:
-            listed = self._read(dom)
-            if listed is None:
+            read = self._read(dom)
+            if read is None:
                 continue
+            listed, facts = read
             current = next((s['name'] for s in listed if s['current']), None)
-            domains[dom.name()] = {'current': current, 'tree': snapshot_tree(listed), 'count': len(listed)}
+            domains[dom.name()] = dict({'current': current, 'tree': snapshot_tree(listed), 'count': len(listed)},
+                                       **facts)
             snapshots.extend(s for s in listed if self.name is None or s['name'] == self.name)
-        result: dict[str, t.Any] = {'changed': False, 'snapshots': snapshots, 'domains': domains}
+        result: dict[str, t.Any] = {'changed': False, 'snapshots': snapshots, 'domains': domains,
+                                    'libvirt_version': libvirt_version(self.client.conn.getLibVersion())}
         if self.domain is not None:
-            result.update(domains[self.domain])
-            del result['count']
+            result['current'] = domains[self.domain]['current']
+            result['tree'] = domains[self.domain]['tree']
         return result
 
-    def _read(self, dom: t.Any) -> list[dict[str, t.Any]] | None:
-        """The snapshots of ``dom``; None when the domain went away while all domains are read."""
+    def _read(self, dom: t.Any) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]] | None:
+        """The snapshots and the facts of ``dom``; None when the domain went away while all domains are read."""
         try:
-            return list_snapshots(dom)
+            return list_snapshots(dom), self._facts(dom)
         except LibvirtError as exc:
             if self.domain is None and error_code(exc) == ERR_NO_DOMAIN:
                 return None  # undefined since it was listed: it has no snapshots to show
             raise SnapshotError(describe(exc, f'Reading the snapshots of domain "{dom.name()}"'),
                                 domain=dom.name()) from None
+
+    def _facts(self, dom: t.Any) -> dict[str, t.Any]:
+        """What a preflight needs to know of the domain itself, read through libvirt only."""
+        local = is_local_uri(self.client.uri)
+        disks = []
+        for disk in domain_disks(dom):
+            path = disk['file'] if disk['type'] == 'file' else None
+            disks.append({
+                'name': disk['name'], 'type': disk['type'], 'format': disk['format'], 'file': disk['file'],
+                'snapshot': disk['snapshot'],
+                'free_bytes': free_bytes(path) if local and path else None,
+            })
+        channels = ET.fromstring(dom.XMLDesc(0)).findall('devices/channel/target')
+        return {
+            'state': domain_state(dom),
+            'memory_mib': dom.info()[2] // 1024,
+            'agent_channel': any(target.get('name') == AGENT_CHANNEL for target in channels),
+            'disks': disks,
+        }
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ creationTime and parent), so the expected order and tree are known exactly.
 
 from __future__ import annotations
 
+import os
+import uuid
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -18,6 +20,11 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import lis
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot_info
 
 BASE_EPOCH = 1795161600  # 2026-11-20T08:00:00Z
+
+
+def summary(domain_entry):
+    """The snapshot summary of an entry of ``domains`` (without the facts of the domain itself)."""
+    return {key: domain_entry[key] for key in ('current', 'tree', 'count')}
 
 
 def add_snapshot(dom, name, epoch, parent=None, description=None, current=False):
@@ -81,7 +88,9 @@ def test_one_domain_current_tree_and_summary(run_module, tree_domain):
     ]}]
     assert result['current'] == 'c'
     assert result['tree'] == tree
-    assert result['domains'] == {name: {'current': 'c', 'tree': tree, 'count': 4}}
+    assert list(result['domains']) == [name]
+    assert summary(result['domains'][name]) == {'current': 'c', 'tree': tree, 'count': 4}
+    assert 'state' not in result and 'disks' not in result  # the domain's facts stay in domains
 
 
 def test_domain_without_snapshots(run_module, make_domain):
@@ -90,7 +99,8 @@ def test_domain_without_snapshots(run_module, make_domain):
     assert result['snapshots'] == []
     assert result['current'] is None
     assert result['tree'] == []
-    assert result['domains'] == {dom.name(): {'current': None, 'tree': [], 'count': 0}}
+    assert list(result['domains']) == [dom.name()]
+    assert summary(result['domains'][dom.name()]) == {'current': None, 'tree': [], 'count': 0}
 
 
 def test_all_domains_in_name_order(run_module, make_domain):
@@ -106,12 +116,12 @@ def test_all_domains_in_name_order(run_module, make_domain):
     assert 'current' not in result and 'tree' not in result
     assert [(s['domain'], s['name']) for s in result['snapshots'] if s['domain'] in ours] == [
         (first.name(), 's1'), (second.name(), 's2-root'), (second.name(), 's2-child')]
-    assert result['domains'][first.name()] == {'current': None, 'count': 1,
-                                               'tree': [{'name': 's1', 'children': []}]}
+    assert summary(result['domains'][first.name()]) == {'current': None, 'count': 1,
+                                                        'tree': [{'name': 's1', 'children': []}]}
     assert result['domains'][second.name()]['current'] == 's2-child'
     assert result['domains'][second.name()]['count'] == 2
     # the test driver's own domain is read too
-    assert result['domains']['test'] == {'current': None, 'tree': [], 'count': 0}
+    assert summary(result['domains']['test']) == {'current': None, 'tree': [], 'count': 0}
     domain_order = [s['domain'] for s in result['snapshots']]
     assert domain_order == sorted(domain_order)
 
@@ -221,3 +231,121 @@ def test_domain_undefined_while_all_are_read_is_skipped(run_module, make_domain,
     result = run_module(snapshot_info, {})
     assert gone_name not in result['domains']
     assert result['domains'][kept.name()]['count'] == 1
+
+
+FACTS_XML = """<domain type='test'>
+  <name>{name}</name>
+  <memory unit='MiB'>96</memory>
+  <currentMemory unit='MiB'>80</currentMemory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{directory}/{name}.vda.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk' snapshot='no'>
+      <driver name='qemu' type='raw'/>
+      <source file='{directory}/{name}.vdb.raw'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <source file='{directory}/{name}.iso'/>
+      <target dev='hdc' bus='ide'/>
+      <readonly/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='/nonexistent-{name}/vdc.raw'/>
+      <target dev='vdc' bus='virtio'/>
+    </disk>
+    {channel}
+  </devices>
+</domain>"""
+
+AGENT_CHANNEL_XML = ("<channel type='unix'><source mode='bind'/>"
+                     "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>")
+
+
+@pytest.fixture
+def facts_domain(conn, tmp_path):
+    """facts_domain(state, channel=True) -> a domain with a qcow2 disk, a raw disk left out of snapshots,
+    a CD-ROM, a disk in a directory that does not exist, and (with channel) a guest agent channel."""
+    made = []
+
+    def make(state='running', channel=True):
+        name = f'facts-{uuid.uuid4().hex[:8]}'
+        dom = conn.defineXML(FACTS_XML.format(name=name, directory=tmp_path,
+                                              channel=AGENT_CHANNEL_XML if channel else ''))
+        made.append(dom)
+        if state in ('running', 'paused'):
+            dom.create()
+        if state == 'paused':
+            dom.suspend()
+        return dom
+
+    yield make
+    for dom in made:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+
+
+@pytest.mark.parametrize('state', ['running', 'paused', 'shutoff'])
+def test_domain_facts_for_a_preflight(run_module, facts_domain, tmp_path, state):
+    dom = facts_domain(state)
+    name = dom.name()
+    result = run_module(snapshot_info, {'domain': name})
+
+    facts = result['domains'][name]
+    assert facts['state'] == state
+    assert facts['memory_mib'] == 80  # the current memory, not the maximum
+    assert facts['agent_channel'] is True
+    assert [d['name'] for d in facts['disks']] == ['vda', 'vdb', 'vdc']  # no CD-ROM
+    vda, vdb, vdc = facts['disks']
+    assert vda == {'name': 'vda', 'type': 'file', 'format': 'qcow2', 'file': f'{tmp_path}/{name}.vda.qcow2',
+                   'snapshot': None, 'free_bytes': vda['free_bytes']}
+    # the local file system under the disk: what statvfs says for unprivileged users
+    stats = os.statvfs(tmp_path)
+    assert abs(vda['free_bytes'] - stats.f_bavail * stats.f_frsize) < 64 << 20
+    assert (vdb['format'], vdb['snapshot']) == ('raw', 'no')
+    assert vdc['free_bytes'] is None  # its directory cannot be read
+    assert result['libvirt_version'] == '{}.{}.{}'.format(*divmod(libvirt.getVersion() // 1000, 1000),
+                                                          libvirt.getVersion() % 1000)
+
+
+def test_domain_without_agent_channel(run_module, facts_domain):
+    dom = facts_domain('shutoff', channel=False)
+    assert run_module(snapshot_info, {'domain': dom.name()})['domains'][dom.name()]['agent_channel'] is False
+
+
+def test_free_space_is_not_read_through_a_remote_uri(run_module, facts_domain, monkeypatch):
+    """Through qemu+ssh:// the disk files are the hypervisor's: the controller's file systems say nothing of them."""
+    dom = facts_domain('running')
+    monkeypatch.setattr(snapshot_info, 'is_local_uri', lambda uri: False)
+    facts = run_module(snapshot_info, {'domain': dom.name()})['domains'][dom.name()]
+    assert [d['free_bytes'] for d in facts['disks']] == [None, None, None]
+    assert facts['state'] == 'running' and facts['disks'][0]['format'] == 'qcow2'
+
+
+def test_is_local_uri_decides_where_free_space_is_read():
+    assert snapshot_info.is_local_uri('qemu:///system')
+    assert snapshot_info.is_local_uri('qemu+ssh://root@localhost/system')
+    assert not snapshot_info.is_local_uri('qemu+ssh://root@hv1.example.com/system?keyfile=/k&no_tty=1')
+    assert not snapshot_info.is_local_uri('qemu+ssh://root@127.0.0.2:2222/system')
+
+
+def test_libvirt_version_text():
+    assert snapshot_info.libvirt_version(9000000) == '9.0.0'
+    assert snapshot_info.libvirt_version(10010002) == '10.10.2'
+
+
+def test_facts_of_every_domain(run_module, facts_domain):
+    running, off = facts_domain('running'), facts_domain('shutoff', channel=False)
+    result = run_module(snapshot_info, {})
+    assert result['domains'][running.name()]['state'] == 'running'
+    assert result['domains'][off.name()]['state'] == 'shutoff'
+    assert result['domains'][off.name()]['agent_channel'] is False
+    assert result['domains']['test']['state'] == 'running'  # the test driver's own domain
