@@ -168,6 +168,93 @@ def retry_busy(call: t.Callable[[], t.Any], busy_timeout: float) -> t.Any:
         delay = min(delay * 2, 5.0)
 
 
+# What the SSH side of a remote URI (qemu+ssh://: the ssh binary, whose stderr libvirt hands back;
+# qemu+libssh://: libssh) says when it cannot reach libvirtd, and what that means for the person running
+# the task. First match wins; {host} is the host (and port) of the URI.
+_SSH_PROBLEMS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (('Host key verification failed', 'REMOTE HOST IDENTIFICATION HAS CHANGED', 'HOST KEY VERIFICATION FAILED',
+      "Can't verify the session host key"),
+     'the SSH host key of {host} could not be verified (it is unknown, or not the one in known_hosts) and ssh '
+     'cannot ask here. Check the key, then record it in the known_hosts of the user that runs the module '
+     '(ssh-keyscan, or one login by hand; after a reinstall first ssh-keygen -R); qemu+libssh:// URIs read the '
+     'file named by known_hosts= in the URI'),
+    (('not accessible',),
+     'the SSH key file named in the URI (keyfile=) cannot be read by the user that runs the module, and no other '
+     'key was accepted by {host}'),
+    (("-sock': Permission denied", 'connect failed: Permission denied'),
+     'the SSH login to {host} worked, but that user may not use libvirtd there (its socket refused the user): '
+     'use root in the URI, or a user in the libvirt group of the hypervisor'),
+    (('Permission denied (', 'authentication failed', 'Authentication failed', 'Too many authentication failures'),
+     'the SSH login to {host} was refused. Check the user in the URI (root, or a member of the libvirt group on the '
+     'hypervisor) and the key (keyfile= in the URI; its public key must be in that user\'s authorized_keys there, '
+     'and it must need no passphrase, or be in an ssh-agent)'),
+    (('Connection refused',),
+     'nothing accepts SSH connections at {host} (connection refused). Check the host and port in the URI and that '
+     'sshd runs on the hypervisor'),
+    (('Could not resolve hostname', 'Name or service not known', 'Temporary failure in name resolution'),
+     'the host name of the URI ({host}) does not resolve'),
+    (('No route to host', 'Network is unreachable', 'Connection timed out', 'Operation timed out'),
+     '{host} cannot be reached over the network'),
+    (('Connection closed by', 'kex_exchange_identification'),
+     'the SSH server at {host} closed the connection before the login (too many logins at once for its '
+     'MaxStartups, or a firewall or tcp wrapper); retry with fewer forks or ask for a higher MaxStartups'),
+    (('nc: not found', 'virt-ssh-helper: not found', 'command not found'),
+     'the login to {host} worked, but the hypervisor has neither virt-ssh-helper (part of libvirt\'s daemon '
+     'packages, libvirt-daemon on Debian) nor nc (netcat-openbsd) to reach libvirtd with'),
+    (('cannot execute binary',),
+     'the ssh client could not be started on the machine that runs the module (openssh-client is needed there for '
+     'qemu+ssh:// URIs)'),
+)
+
+# Text libvirt wraps around the ssh client's stderr
+_SSH_WRAPPERS = ('Cannot recv data: ', 'End of file while reading data: ', 'Cannot write data: ')
+_SSH_TAILS = (': Connection reset by peer', ': Input/output error', ': Broken pipe')
+
+
+def _ssh_said(text: str) -> str:
+    """The ssh client's own words in a libvirt error: the last few lines, without banners."""
+    for wrapper in _SSH_WRAPPERS:
+        if text.startswith(wrapper):
+            text = text[len(wrapper):]
+    for tail in _SSH_TAILS:
+        if text.endswith(tail):
+            text = text[:-len(tail)]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and set(line.strip()) != {'@'}]
+    return ' / '.join(lines[-5:])
+
+
+def _uri_host(uri: str) -> str:
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname or '?', parts.port
+    except ValueError:
+        return '?'
+    return f'{host}:{port}' if port else host
+
+
+def connect_failure(exc: BaseException, uri: str) -> str:
+    """The message for a connection to ``uri`` that failed with ``exc``.
+
+    For an SSH transport, what went wrong (host key, login, nothing listening, ...) in plain words first,
+    then what ssh said; for anything else the libvirt error with its hint.
+    """
+    get_message = getattr(exc, 'get_error_message', None)
+    text = (get_message() if get_message else None) or str(exc)
+    try:
+        ssh = 'ssh' in urlsplit(uri).scheme
+    except ValueError:
+        ssh = False
+    if ssh:
+        for markers, problem in _SSH_PROBLEMS:
+            if any(marker in text for marker in markers):
+                code = error_code(exc)
+                return (f'Could not connect to libvirt at {uri}: {problem.format(host=_uri_host(uri))}. '
+                        f'Nothing was changed. (ssh said: {_ssh_said(text)})'
+                        + (f' [libvirt error {code}]' if code is not None else ''))
+    return (describe(exc, f'Connecting to libvirt at {uri}')
+            + ' Check that libvirtd runs on the hypervisor and that this user may use the URI.')
+
+
 def _ignore_libvirt_error(_ctx: t.Any, _err: t.Any) -> None:
     """Keep libvirt from printing errors on stderr: we report them ourselves."""
 
@@ -288,9 +375,7 @@ class AnsibleLibvirtModule:
                 'check that libvirtd runs there and that the connection needs no interaction, '
                 'or raise connect_timeout.')
         if 'error' in outcome:
-            raise SnapshotError(
-                describe(outcome['error'], f'Connecting to libvirt at {self.display_uri}')
-                + ' Check that libvirtd runs on the hypervisor and that this user may use the URI.')
+            raise SnapshotError(connect_failure(outcome['error'], self.display_uri))
         conn = outcome['conn']
         if keepalive:
             try:

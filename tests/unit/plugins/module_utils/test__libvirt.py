@@ -84,3 +84,92 @@ def test_retry_busy_does_not_retry_other_errors():
     with pytest.raises(libvirt.libvirtError):
         _libvirt.retry_busy(call, busy_timeout=10)
     assert len(calls) == 1
+
+
+SSH_URI = 'qemu+ssh://root@hv1.example.com:2222/system?keyfile=/root/.ssh/id_ed25519&no_tty=1'
+
+# What libvirt 9.0 really raised on Debian 12 for each case (ssh transport: ssh's stderr inside an RPC error;
+# libssh transport: libssh's own words).
+SSH_CASES = [
+    ('Cannot recv data: ssh: connect to host hv1.example.com port 2222: Connection refused: Connection reset by peer',
+     38, 'nothing accepts SSH connections at hv1.example.com:2222 (connection refused)'),
+    ("unable to connect to server at 'hv1.example.com:2222': Connection refused",
+     38, 'nothing accepts SSH connections at hv1.example.com:2222'),
+    ('Cannot recv data: root@hv1.example.com: Permission denied (publickey).: Connection reset by peer',
+     38, 'the SSH login to hv1.example.com:2222 was refused'),
+    ('authentication failed: All provided authentication methods with credentials were rejected by the server',
+     45, 'the SSH login to hv1.example.com:2222 was refused'),
+    ('Cannot recv data: Warning: Identity file /nonexistent not accessible: No such file or directory.\n'
+     'root@hv1.example.com: Permission denied (publickey).: Connection reset by peer',
+     38, 'the SSH key file named in the URI (keyfile=) cannot be read'),
+    ('Cannot recv data: No ED25519 host key is known for [hv1.example.com]:2222 and you have requested strict '
+     'checking.\r\nHost key verification failed.: Connection reset by peer',
+     38, 'the SSH host key of hv1.example.com:2222 could not be verified'),
+    ('Cannot recv data: @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n'
+     '@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n'
+     '@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n'
+     'Host key for [hv1.example.com]:2222 has changed and you have requested strict checking.\r\n'
+     'Host key verification failed.: Connection reset by peer',
+     38, 'the SSH host key of hv1.example.com:2222 could not be verified'),
+    ("authentication failed: !!! SSH HOST KEY VERIFICATION FAILED !!!: Identity of host 'hv1.example.com:2222' "
+     'differs from stored identity.', 45, 'the SSH host key of hv1.example.com:2222 could not be verified'),
+    ("libssh transport error: No user interaction callback provided: Can't verify the session host key",
+     98, 'the SSH host key of hv1.example.com:2222 could not be verified'),
+    ('Cannot recv data: ssh: Could not resolve hostname hv1.example.com: Name or service not known: '
+     'Connection reset by peer', 38, 'the host name of the URI (hv1.example.com:2222) does not resolve'),
+    ('Cannot recv data: ssh: connect to host hv1.example.com port 2222: No route to host: Connection reset by peer',
+     38, 'hv1.example.com:2222 cannot be reached over the network'),
+    ('End of file while reading data: sh: 1: nc: not found: Input/output error',
+     38, 'neither virt-ssh-helper'),
+    ("End of file while reading data: nc: unix connect failed: Permission denied: Input/output error",
+     38, 'may not use libvirtd there'),
+    ('Cannot recv data: kex_exchange_identification: read: Connection reset by peer: Connection reset by peer',
+     38, 'closed the connection before the login'),
+]
+
+
+@pytest.mark.parametrize('text,code,problem', SSH_CASES)
+def test_ssh_connection_problems_are_named(text, code, problem):
+    msg = _libvirt.connect_failure(fake_error(code, text, domain=_libvirt.FROM_RPC), SSH_URI)
+    assert msg.startswith(f'Could not connect to libvirt at {SSH_URI}: ')
+    assert problem in msg.split('. Nothing was changed.')[0]
+    assert 'Nothing was changed.' in msg and msg.endswith(f'[libvirt error {code}]')
+    # not mistaken for a libvirtd that stopped in the middle of the work
+    assert 'connection to libvirtd was lost' not in msg
+    # ssh's own words are kept, without libvirt's wrapping and without banners
+    said = msg[msg.index('(ssh said: '):]
+    assert 'Cannot recv data' not in said and 'Input/output error' not in said and '@@@' not in said
+
+
+def test_ssh_said_keeps_the_last_lines_of_a_long_warning():
+    text = ('Cannot recv data: @@@@\r\n@ WARNING @\r\n@@@@\r\nline 1\r\nline 2\r\nline 3\r\nline 4\r\nline 5\r\n'
+            'line 6: Connection reset by peer')
+    assert _libvirt._ssh_said(text) == 'line 2 / line 3 / line 4 / line 5 / line 6'
+
+
+def test_ssh_markers_count_only_for_ssh_uris():
+    """A local socket that refuses a user is not an SSH login problem."""
+    error = fake_error(38, "Failed to connect socket to '/var/run/libvirt/libvirt-sock': Permission denied",
+                       domain=_libvirt.FROM_RPC)
+    msg = _libvirt.connect_failure(error, 'qemu:///system')
+    assert msg.startswith('Connecting to libvirt at qemu:///system failed: ')
+    assert 'SSH' not in msg and 'Check that libvirtd runs on the hypervisor' in msg
+
+
+def test_unknown_ssh_failure_falls_back_to_the_libvirt_error():
+    error = fake_error(38, 'Cannot recv data: something new: Connection reset by peer', domain=_libvirt.FROM_RPC)
+    msg = _libvirt.connect_failure(error, SSH_URI)
+    assert msg.startswith(f'Connecting to libvirt at {SSH_URI} failed: Cannot recv data: something new')
+
+
+def test_connecting_to_a_refused_port_fails_fast_with_a_plain_message():
+    """A real libvirt client and a real ssh: a local port on which nothing listens."""
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]  # free once closed: nothing listens there
+    uri = f'qemu+ssh://root@127.0.0.1:{port}/system?no_tty=1'
+    with pytest.raises(libvirt.libvirtError) as raised:
+        libvirt.open(uri)
+    msg = _libvirt.connect_failure(raised.value, uri)
+    assert f'nothing accepts SSH connections at 127.0.0.1:{port} (connection refused)' in msg
