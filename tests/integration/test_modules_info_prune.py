@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from test_modules_common import blank, independent  # noqa: F401  (fixtures)
+# pytest finds fixtures by name in the test module: import the shared ones
+from test_modules_common import blank, independent  # noqa: F401  # pylint: disable=unused-import
 
 
 def test_info_tree_by_name_and_all_domains(blank, independent, run_playbook):

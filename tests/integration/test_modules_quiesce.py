@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 
-from test_modules_common import guest, independent  # noqa: F401  (fixtures)
+# pytest finds fixtures by name in the test module: import the shared ones
+from test_modules_common import guest, independent  # noqa: F401  # pylint: disable=unused-import
 
 
 def freezes(lab, dom: str) -> int:

@@ -11,7 +11,8 @@ coming back is shown on a real guest in test_disaster.py.
 
 from __future__ import annotations
 
-from test_modules_common import blank, independent, write_inventory  # noqa: F401  (fixtures)
+# pytest finds fixtures by name in the test module: import the shared ones
+from test_modules_common import blank, independent, write_inventory  # noqa: F401  # pylint: disable=unused-import
 
 STATES = ['running', 'paused', 'shutoff']
 

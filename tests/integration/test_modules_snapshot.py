@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
-from test_modules_common import blank, independent, write_inventory  # noqa: F401  (fixtures)
+# pytest finds fixtures by name in the test module: import the shared ones
+from test_modules_common import blank, independent, write_inventory  # noqa: F401  # pylint: disable=unused-import
 
 STATES = ['running', 'paused', 'shutoff']
 
