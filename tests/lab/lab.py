@@ -119,6 +119,7 @@ LIBVIRT_IMAGES_DIR = '/var/lib/libvirt/images'
 APT_PACKAGES = (
     'qemu-system-x86', 'qemu-utils', 'libvirt-daemon-system', 'libvirt-clients',
     'libvirt-dev', 'debootstrap', 'pkg-config',
+    'openssh-server',  # tests/lab/sshd.py: a private sshd on loopback for the remote-hypervisor tests
 )
 
 #: (daemon, pidfile, socket it serves); started in this order, stopped reversed.

@@ -1,0 +1,326 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Integration tier for remote hypervisors: over SSH, and by remote libvirt URI.
+
+A private sshd (tests/lab/sshd.py) listens on loopback addresses only, with a key made here. Three
+inventory hypervisors, hv1 to hv3, are 127.0.0.2 to 127.0.0.4 at its port: distinct hosts to Ansible
+and to libvirt's ssh transport, all on this machine and its one libvirtd. Each hypervisor owns its own
+domains (``<prefix>hv1-vm1``, ...). The fleet is the guests of those domains.
+
+* kvm_connection_mode=hypervisor: Ansible logs in to each hypervisor over SSH and the modules run there
+  (delegate_to), with the Python that has libvirt-python.
+* kvm_connection_mode=uri: the same inventory; the modules run on the controller and reach each
+  hypervisor by ``qemu+ssh://root@127.0.0.X:PORT/system?no_tty=1&keyfile=...`` made by the roles from
+  the hypervisor's inventory entry. The hypervisors' Python is then one without libvirt-python
+  (/usr/bin/python3 of Debian): nothing may run there.
+
+Host keys are checked strictly against a known_hosts file made here: an ``ssh`` shim first in PATH
+(sshd.py) gives every ssh client of the run that file, as ``~/.ssh/config`` would, without touching
+the user's own ssh files. Results are checked with virsh and qemu-img, and the sshd log shows which
+addresses were logged in to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import typing as t
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PLAYBOOKS = REPO / 'playbooks'
+TARGETS = pathlib.Path(__file__).resolve().parent / 'targets'
+ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).with_name('ansible-playbook')) \
+    if pathlib.Path(sys.executable).with_name('ansible-playbook').exists() else 'ansible-playbook'
+
+sys.path.insert(0, str(REPO / 'tests' / 'lab'))
+import sshd as sshd_tool  # noqa: E402  (tests/lab/sshd.py)
+
+# inventory hypervisor -> its loopback address
+HYPERVISORS = {'hv1': '127.0.0.2', 'hv2': '127.0.0.3', 'hv3': '127.0.0.4'}
+BAD_HOST_KEY = '127.0.0.5'      # listed in known_hosts with another key
+UNKNOWN_HOST_KEY = '127.0.0.6'  # not in known_hosts
+BLACK_HOLE = '127.0.0.7'        # a listener that never answers (not sshd)
+# Debian's own Python, without python3-libvirt (checked by the fixture)
+PYTHON_WITHOUT_LIBVIRT = '/usr/bin/python3'
+# power state of the domains of every hypervisor
+VMS = {'vm1': 'running', 'vm2': 'shutoff'}
+
+
+class Remote(t.NamedTuple):
+    sshd: t.Any
+    known_hosts: pathlib.Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope='module')
+def remote(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Remote]:
+    """The private sshd, the known_hosts of the test and the environment of ansible-playbook (ssh shim in PATH)."""
+    if subprocess.run([PYTHON_WITHOUT_LIBVIRT, '-c', 'import libvirt'], capture_output=True, check=False).returncode == 0:
+        pytest.skip(f'{PYTHON_WITHOUT_LIBVIRT} has libvirt-python: no Python without it to show the missing binding')
+    work = tmp_path_factory.mktemp('remote')
+    server = sshd_tool.LoopbackSshd(list(HYPERVISORS.values()) + [BAD_HOST_KEY, UNKNOWN_HOST_KEY]).start()
+    try:
+        known_hosts = server.known_hosts(work / 'known_hosts', right=HYPERVISORS.values(), wrong=[BAD_HOST_KEY])
+        shim = server.ssh_shim(work / 'bin', known_hosts)
+        env = dict(ansible_env)
+        env.update({
+            'PATH': f'{shim}{os.pathsep}{env.get("PATH", "")}',
+            # Ansible's ControlPersist sockets of this test stay in the test's own directory
+            'ANSIBLE_SSH_CONTROL_PATH_DIR': str(work / 'cp'),
+        })
+        yield Remote(server, known_hosts, env)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope='module')
+def fleet(lab: t.Any) -> dict[str, str]:
+    """Two blank domains per hypervisor, one running, one shut off: guest name (hv1-vm1) -> domain."""
+    return {f'{hv}-{vm}': lab.blank_domain(f'{hv}-{vm}', state=state)
+            for hv in HYPERVISORS for vm, state in VMS.items()}
+
+
+def hypervisor_vars(remote: Remote, address: str, python: str = sys.executable) -> dict[str, t.Any]:
+    return {
+        'ansible_connection': 'ssh',
+        'ansible_host': address,
+        'ansible_port': remote.sshd.port,
+        'ansible_user': 'root',
+        'ansible_ssh_private_key_file': str(remote.sshd.client_key),
+        'ansible_python_interpreter': python,
+    }
+
+
+def write_inventory(path: pathlib.Path, remote: Remote, guests: dict[str, dict[str, t.Any]],
+                    hypervisors: dict[str, dict[str, t.Any]]) -> str:
+    """Guests (local connection: blank domains have no network) and the hypervisors they name."""
+    inventory = {'all': {'children': {
+        'hypervisors': {'hosts': hypervisors},
+        'kvm_guests': {'hosts': guests,
+                       'vars': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}},
+    }}}
+    path.write_text(json.dumps(inventory, indent=2))  # JSON is YAML
+    return str(path)
+
+
+def fleet_inventory(path: pathlib.Path, remote: Remote, fleet: dict[str, str], hypervisor_python: str) -> str:
+    return write_inventory(
+        path, remote,
+        guests={guest: {'kvm_domain': dom, 'kvm_hypervisor': guest.split('-')[0]} for guest, dom in fleet.items()},
+        hypervisors={hv: hypervisor_vars(remote, address, hypervisor_python) for hv, address in HYPERVISORS.items()})
+
+
+class Run(t.NamedTuple):
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def __repr__(self) -> str:
+        return f'<ansible-playbook rc={self.rc}>\n--- stdout ---\n{self.stdout[-12000:]}\n--- stderr ---\n{self.stderr[-3000:]}'
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        hosts: dict[str, dict[str, int]] = {}
+        in_recap = False
+        for line in self.stdout.splitlines():
+            if line.startswith('PLAY RECAP'):
+                in_recap = True
+            elif in_recap and ':' in line and '=' in line:
+                host, counters = line.split(':', 1)
+                hosts[host.strip()] = {k: int(v) for k, v in (c.split('=') for c in counters.split())}
+        return hosts
+
+
+def run(remote: Remote, playbook: pathlib.Path, inventory: str, tmp_path: pathlib.Path,
+        extra_vars: dict[str, t.Any] | None = None, args: t.Sequence[str] = (), expect_rc: int | None = 0) -> Run:
+    """ansible-playbook with the test's environment (no kvm_uri of its own: the roles choose it)."""
+    vars_file = tmp_path / f'vars-{len(list(tmp_path.iterdir()))}.json'
+    vars_file.write_text(json.dumps(extra_vars or {}))
+    argv = [ANSIBLE_PLAYBOOK, str(playbook), '-i', inventory, '-e', f'@{vars_file}', *args]
+    start = time.monotonic()
+    proc = subprocess.run(argv, env=remote.env, cwd=str(REPO), capture_output=True, text=True, timeout=600,
+                          check=False)
+    result = Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+    if expect_rc is not None:
+        assert result.rc == expect_rc, repr(result)
+    return result
+
+
+def snapshot_names(lab: t.Any, domain: str) -> set[str]:
+    cp = lab.virsh('snapshot-list', domain, '--name')
+    assert cp.returncode == 0, cp.stderr
+    return {line.strip() for line in cp.stdout.splitlines() if line.strip()}
+
+
+def current_snapshot(lab: t.Any, domain: str) -> str:
+    cp = lab.virsh('snapshot-current', domain, '--name')
+    assert cp.returncode == 0, cp.stderr
+    return cp.stdout.strip()
+
+
+@pytest.mark.parametrize('mode', ['hypervisor', 'uri'])
+def test_fleet_guarded_change(mode, lab, fleet, remote, tmp_path):
+    """guarded_change.yml over the fleet of three hypervisors, 6 forks, in one connection mode; one guest breaks.
+
+    The broken guest is rolled back (its pre-change snapshot current, its broken state kept as the safety
+    snapshot, its power state back); the others keep their change and lose their pre-change snapshot. Then
+    cleanup_now.yml, in the same mode, removes what the roles left. All checked with virsh and qemu-img.
+    """
+    broken = {'hypervisor': 'hv2-vm1', 'uri': 'hv3-vm2'}[mode]
+    change = f'remote-{mode}'
+    # with the URI mode nothing may run on the hypervisors: give them a Python without libvirt-python
+    inventory = fleet_inventory(tmp_path / 'fleet.yml', remote, fleet,
+                                sys.executable if mode == 'hypervisor' else PYTHON_WITHOUT_LIBVIRT)
+    states = {guest: lab.state(dom) for guest, dom in fleet.items()}
+    assert all(snapshot_names(lab, dom) == set() for dom in fleet.values())
+    log_mark = len(remote.sshd.log_text())
+
+    result = run(remote, PLAYBOOKS / 'guarded_change.yml', inventory, tmp_path, expect_rc=2, args=['--forks', '6'],
+                 extra_vars={'kvm_connection_mode': mode, 'kvm_change_tasks': str(TARGETS / 'remote_fleet' / 'change.yml'),
+                             'kvm_change_id': change, 'remote_break': broken, 'kvm_serial': ['100%'],
+                             'kvm_snapshot_jobs': 6, 'rollback_wait_for': 'none'})
+
+    recap = result.recap()
+    assert recap[broken]['failed'] == 1 and recap[broken]['rescued'] == 1, result
+    for guest in fleet:
+        if guest != broken:
+            assert recap[guest]['failed'] == 0 and recap[guest]['rescued'] == 0, result
+        assert recap[guest]['unreachable'] == 0, result
+    assert f'The change failed on {broken}' in result.stdout
+    # where the modules ran: the guest's hypervisor over SSH, or the controller
+    for guest in fleet:
+        where = 'localhost' if mode == 'uri' else guest.split('-')[0]
+        assert f'[{guest} -> {where}' in result.stdout, result
+    # every hypervisor address was logged in to (by Ansible, or by libvirt's ssh transport)
+    logins = remote.sshd.connections(log_mark)
+    assert all(logins[address] > 0 for address in HYPERVISORS.values()), logins
+
+    for guest, dom in fleet.items():
+        assert lab.state(dom) == states[guest], guest
+        disk = lab.disk_paths(dom)[0]
+        if guest == broken:
+            expected = {f'pre-change-{change}', f'rollback-safety-{change}'}
+            assert snapshot_names(lab, dom) == expected
+            assert current_snapshot(lab, dom) == f'pre-change-{change}'
+            assert set(lab.qemu_img_snapshots(disk)) == expected
+        else:
+            assert snapshot_names(lab, dom) == set(), guest
+            assert lab.qemu_img_snapshots(disk) == [], guest
+
+    cleaned = run(remote, PLAYBOOKS / 'cleanup_now.yml', inventory, tmp_path, args=['--forks', '6'],
+                  extra_vars={'kvm_connection_mode': mode})
+    assert f'{fleet[broken]}: deleted ' in cleaned.stdout
+    assert all(snapshot_names(lab, dom) == set() for dom in fleet.values())
+    assert lab.qemu_img_snapshots(lab.disk_paths(fleet[broken])[0]) == []
+
+
+def test_hypervisors_over_ssh_and_a_missing_binding(lab, fleet, remote, tmp_path):
+    """A play over the hypervisors themselves (Ansible over SSH, the module on each one), and a hypervisor
+    whose Python lacks libvirt-python: the module's message names that interpreter and the fix, and the
+    pre_change role passes it on, having changed nothing."""
+    hypervisors = {hv: hypervisor_vars(remote, address) for hv, address in HYPERVISORS.items()}
+    hypervisors['hvnolib'] = hypervisor_vars(remote, HYPERVISORS['hv1'], PYTHON_WITHOUT_LIBVIRT)
+    inventory = write_inventory(tmp_path / 'hypervisors.yml', remote, guests={
+        'nolib-vm': {'kvm_domain': fleet['hv1-vm1'], 'kvm_hypervisor': 'hvnolib'},
+    }, hypervisors=hypervisors)
+    owned = {hv: {fleet[f'{hv}-{vm}']: state for vm, state in VMS.items()} for hv in HYPERVISORS}
+    owned['hvnolib'] = {}
+
+    result = run(remote, TARGETS / 'remote_hypervisors.yml', inventory, tmp_path, expect_rc=2, args=['--forks', '4'],
+                 extra_vars={'remote_domains': owned})
+    recap = result.recap()
+    assert all(recap[hv]['failed'] == 0 and recap[hv]['ok'] >= 2 for hv in HYPERVISORS), result
+    assert recap['hvnolib']['failed'] == 1, result
+    for needed in (f"Python {PYTHON_WITHOUT_LIBVIRT}", f'the module ran with {PYTHON_WITHOUT_LIBVIRT}',
+                   'python3-libvirt', f'{PYTHON_WITHOUT_LIBVIRT} -m pip install libvirt-python'):
+        assert needed in result.stdout, (needed, result)
+    assert 'Traceback' not in result.stdout.split('fatal: [hvnolib]')[1].split('\n')[0]
+
+    role = run(remote, PLAYBOOKS / 'snapshot_now.yml', inventory, tmp_path, expect_rc=2,
+               extra_vars={'kvm_change_id': 'nolib'})
+    assert 'cannot be read through qemu:///system (from hvnolib)' in role.stdout, role
+    assert 'python3-libvirt' in role.stdout
+    assert snapshot_names(lab, fleet['hv1-vm1']) == set()
+
+
+@pytest.fixture
+def black_hole() -> t.Iterator[int]:
+    """A TCP port on BLACK_HOLE that takes connections (the kernel's backlog) and never says a word."""
+    listener = socket.socket()
+    listener.bind((BLACK_HOLE, 0))
+    listener.listen(16)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()  # the ssh clients still waiting there get a reset and end
+
+
+def test_connection_failures_are_clear_and_bounded(lab, fleet, remote, black_hole, tmp_path):
+    """From the controller, through remote URIs: nothing listening, a refused login, a host key that is wrong
+    and one that is unknown (ssh and libssh transports), and a host that never answers. Each fails with a plain
+    message naming the problem; none waits longer than it should (the black hole: connect_timeout)."""
+    port = remote.sshd.port
+    key = remote.sshd.client_key
+    closed = sshd_tool.free_port([HYPERVISORS['hv1']])
+    cases = [
+        {'name': 'refused', 'uri': f'qemu+ssh://root@{HYPERVISORS["hv1"]}:{closed}/system?no_tty=1&keyfile={key}'},
+        {'name': 'login', 'uri': f'qemu+ssh://root@{HYPERVISORS["hv1"]}:{port}/system?no_tty=1'
+                                 f'&keyfile={remote.sshd.wrong_key}'},
+        {'name': 'host_key_changed', 'uri': f'qemu+ssh://root@{BAD_HOST_KEY}:{port}/system?no_tty=1&keyfile={key}'},
+        {'name': 'host_key_unknown', 'uri': f'qemu+ssh://root@{UNKNOWN_HOST_KEY}:{port}/system?no_tty=1&keyfile={key}'},
+        {'name': 'host_key_libssh', 'uri': f'qemu+libssh://root@{BAD_HOST_KEY}:{port}/system?keyfile={key}'
+                                           f'&known_hosts={remote.known_hosts}'},
+        {'name': 'black_hole', 'uri': f'qemu+ssh://root@{BLACK_HOLE}:{black_hole}/system?no_tty=1&keyfile={key}',
+         'connect_timeout': 8},
+    ]
+    inventory = write_inventory(tmp_path / 'none.yml', remote, guests={}, hypervisors={})
+    results = tmp_path / 'failures.json'
+    run(remote, TARGETS / 'remote_failures.yml', inventory, tmp_path,
+        extra_vars={'remote_cases': cases, 'remote_results': str(results)})
+    outcome = json.loads(results.read_text())
+
+    expected = {
+        'refused': f'nothing accepts SSH connections at {HYPERVISORS["hv1"]}:{closed} (connection refused)',
+        'login': f'the SSH login to {HYPERVISORS["hv1"]}:{port} was refused',
+        'host_key_changed': f'the SSH host key of {BAD_HOST_KEY}:{port} could not be verified',
+        'host_key_unknown': f'the SSH host key of {UNKNOWN_HOST_KEY}:{port} could not be verified',
+        'host_key_libssh': f'the SSH host key of {BAD_HOST_KEY}:{port} could not be verified',
+        'black_hole': 'within 8 seconds',
+    }
+    for name, words in expected.items():
+        case = outcome[name]
+        assert case['failed'], (name, case)
+        assert words in case['msg'], (name, case)
+        assert case['msg'].startswith('Could not connect to libvirt at '), (name, case)
+        assert 'Traceback' not in case['msg'] and 'connection to libvirtd was lost' not in case['msg'], (name, case)
+    # the changed key is named as such, with ssh's own words
+    assert 'has changed' in outcome['host_key_changed']['msg']
+    assert 'No ED25519 host key is known' in outcome['host_key_unknown']['msg']
+    for name in expected:
+        if name != 'black_hole':
+            assert outcome[name]['seconds'] < 20, (name, outcome[name])
+    assert 7.5 <= outcome['black_hole']['seconds'] < 40, outcome['black_hole']
+
+    # The same through the roles: a guest whose hypervisor's host key is wrong stops at the preflight (in
+    # --check, which reads as a real run would), and the guest of a good hypervisor next to it is not held up.
+    hypervisors = {'hv1': hypervisor_vars(remote, HYPERVISORS['hv1']),
+                   'hvbadkey': hypervisor_vars(remote, BAD_HOST_KEY)}
+    inventory = write_inventory(tmp_path / 'badkey.yml', remote, hypervisors=hypervisors, guests={
+        'hv1-vm1': {'kvm_domain': fleet['hv1-vm1'], 'kvm_hypervisor': 'hv1'},
+        'badkey-vm': {'kvm_domain': fleet['hv1-vm2'], 'kvm_hypervisor': 'hvbadkey'},
+    })
+    role = run(remote, PLAYBOOKS / 'snapshot_now.yml', inventory, tmp_path, expect_rc=2, args=['--check'],
+               extra_vars={'kvm_connection_mode': 'uri', 'kvm_change_id': 'badkey'})
+    recap = role.recap()
+    assert recap['badkey-vm']['failed'] == 1 and recap['hv1-vm1']['failed'] == 0, role
+    assert f'cannot be read through qemu+ssh://root@{BAD_HOST_KEY}:{port}/system?no_tty=1&keyfile=' in role.stdout
+    assert f'the SSH host key of {BAD_HOST_KEY}:{port} could not be verified' in role.stdout
+    assert snapshot_names(lab, fleet['hv1-vm1']) == set() and snapshot_names(lab, fleet['hv1-vm2']) == set()
