@@ -340,7 +340,12 @@ CONTROL_OK = 0  # virDomainControlState: no job holds the domain
 
 
 def domain_busy(dom: t.Any) -> bool:
-    """Whether a libvirt job (a snapshot, a revert, a save ...) holds the domain right now."""
+    """Whether a libvirt job is talking to QEMU for the domain right now (libvirt's control info).
+
+    An internal snapshot or a revert shows for its whole length (one long monitor command);
+    an asynchronous job (a save, the block commit of an external snapshot's deletion) shows
+    only while it calls QEMU, not while it waits for QEMU's progress.
+    """
     try:
         return dom.controlInfo(0)[0] != CONTROL_OK
     except LibvirtError:
@@ -396,12 +401,16 @@ def resume_interrupted(dom: t.Any, busy_timeout: float) -> str | None:
     if state != STATE_PAUSED or reason not in _JOB_PAUSE_REASONS or domain_busy(dom):
         return None
     try:
+        # libvirt's job lock makes this wait for an asynchronous job that still runs (a save)
         retry_busy(dom.resume, busy_timeout)
     except LibvirtError as exc:
+        if domain_state(dom) != 'paused':
+            return None  # a job was still running after all, and its end settled the state (a save shuts off)
         raise SnapshotError(describe(exc, f'Resuming domain "{dom.name()}", left paused by an unfinished '
                                           f'{_JOB_PAUSE_REASONS[reason]} job'), domain=dom.name()) from None
-    return (f'Domain "{dom.name()}" was paused (reason: {_JOB_PAUSE_REASONS[reason]}) by a snapshot or save that '
-            'libvirtd did not finish (it stopped or restarted during it); it was resumed.')
+    return (f'Domain "{dom.name()}" was paused (reason: {_JOB_PAUSE_REASONS[reason]}) with no libvirt job running: '
+            'left so by a snapshot or save that libvirtd did not finish (it stopped or restarted during it). '
+            'It was resumed.')
 
 
 # Room needed besides the guest's memory by a snapshot with memory: device memory (video RAM, ROMs) and

@@ -157,7 +157,30 @@ def test_resume_a_domain_left_paused_by_an_interrupted_snapshot():
     dom = _JobDomain(s.STATE_PAUSED, 3)  # paused, reason "save", no job
     warning = s.resume_interrupted(dom, busy_timeout=5)
     assert dom.resumed == 1
-    assert 'was paused (reason: save)' in warning and 'it was resumed' in warning
+    assert 'was paused (reason: save) with no libvirt job running' in warning and 'It was resumed' in warning
+
+
+def test_a_save_that_was_still_running_settles_the_state():
+    """The lock made resume wait for a save, which shut the domain off: nothing to resume, no error."""
+    dom = _JobDomain(s.STATE_PAUSED, 3)
+
+    def save_ended():
+        dom._state = [5, 2]  # pylint: disable=protected-access
+        raise fake_error(55, 'Requested operation is not valid: domain is not running')
+
+    dom.resume = save_ended
+    assert s.resume_interrupted(dom, busy_timeout=5) is None
+
+
+def test_resume_that_fails_for_another_reason_says_so():
+    dom = _JobDomain(s.STATE_PAUSED, 3)
+
+    def broken():
+        raise fake_error(1, 'internal error: unable to execute QEMU command cont')
+
+    dom.resume = broken
+    with pytest.raises(SnapshotError, match=r'Resuming domain "web1", left paused by an unfinished save job failed'):
+        s.resume_interrupted(dom, busy_timeout=5)
 
 
 @pytest.mark.parametrize('state, reason', [(1, 1), (3, 1), (3, 2), (5, 1)])
