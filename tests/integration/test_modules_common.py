@@ -5,8 +5,9 @@
 
 ``Independent`` reads the outcome of a test with clients other than the
 collection's own modules: ``virsh`` (through the lab), ``qemu-img`` and
-``qemu-io``. The fixtures ``independent`` and ``blank`` are imported by the
-test files that use them.
+``qemu-io``. The fixtures ``independent``, ``blank`` (tiny OS-less domains,
+removed after each test) and ``guest`` (one real Debian guest shared by the
+session) are imported by the test files that use them.
 """
 
 from __future__ import annotations
