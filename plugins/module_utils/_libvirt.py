@@ -73,8 +73,8 @@ _HINTS: dict[int, str] = {
     ERR_OPERATION_UNSUPPORTED: 'this libvirt/QEMU does not support the operation for this domain',
     ERR_OPERATION_TIMEOUT: 'another job holds the domain; wait for it to finish and re-run',
     ERR_SNAPSHOT_REVERT_RISKY: 'libvirt considers this revert risky; set force: true to revert anyway',
-    ERR_ARGUMENT_UNSUPPORTED: 'quiesce needs a guest agent channel '
-                              "(<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>)",
+    ERR_ARGUMENT_UNSUPPORTED: "quiesce needs a guest agent channel: <channel type='unix'>"
+                              "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>",
     ERR_AGENT_UNRESPONSIVE: 'quiesce needs qemu-guest-agent running inside the guest; '
                             'start it there, or leave quiesce off',
     ERR_AGENT_UNSYNCED: 'the guest agent did not answer in time; check qemu-guest-agent inside the guest',

@@ -247,6 +247,15 @@ def domain_state(dom: t.Any) -> str:
     return DOMAIN_STATES.get(dom.state(0)[0], 'unknown')
 
 
+AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+
+
+def has_agent_channel(dom: t.Any) -> bool:
+    """Whether the domain has the virtio channel qemu-guest-agent talks through."""
+    targets = ET.fromstring(dom.XMLDesc(0)).findall('devices/channel/target')
+    return any(target.get('name') == AGENT_CHANNEL for target in targets)
+
+
 def domain_disks(dom: t.Any) -> list[dict[str, t.Any]]:
     """The disks of a domain that a snapshot would cover: target, format, file."""
     root = ET.fromstring(dom.XMLDesc(0))

@@ -209,6 +209,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     check_monitor_name,
     create_snapshot,
     domain_state,
+    has_agent_channel,
     in_progress,
     is_local_uri,
     lookup_snapshot,
@@ -294,6 +295,12 @@ class SnapshotManager:
         if disk_only and self.params['quiesce'] and state != 'running':
             raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
                                 'with qemu-guest-agent.', domain=dom.name())
+        if self.params['quiesce'] and not has_agent_channel(dom):
+            raise SnapshotError(
+                f'Domain "{dom.name()}" has no guest agent channel, so quiesce cannot reach qemu-guest-agent. '
+                'Nothing was changed. Add <channel type="unix"><target type="virtio" '
+                'name="org.qemu.guest_agent.0"/></channel> to the domain, or leave quiesce off.',
+                domain=dom.name())
         if disk_only:
             # libvirt records an offline disk-only snapshot as 'shutoff'
             snap_state, memory = ('shutoff' if state == 'shutoff' else 'disk-snapshot'), 'no'

@@ -357,7 +357,6 @@ libvirt_version:
 '''
 
 import typing as t
-import xml.etree.ElementTree as ET
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN,
@@ -371,12 +370,11 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     domain_disks,
     domain_state,
     free_bytes,
+    has_agent_channel,
     is_local_uri,
     list_snapshots,
     snapshot_tree,
 )
-
-AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 
 
 def libvirt_version(number: int) -> str:
@@ -436,11 +434,10 @@ class SnapshotInfo:
                 'snapshot': disk['snapshot'],
                 'free_bytes': free_bytes(path) if local and path else None,
             })
-        channels = ET.fromstring(dom.XMLDesc(0)).findall('devices/channel/target')
         return {
             'state': domain_state(dom),
             'memory_mib': dom.info()[2] // 1024,
-            'agent_channel': any(target.get('name') == AGENT_CHANNEL for target in channels),
+            'agent_channel': has_agent_channel(dom),
             'disks': disks,
         }
 

@@ -29,9 +29,15 @@ DOMAIN_XML = """<domain type='test'>
       <driver name='qemu' type='{fmt}'/>
       <source file='/guest/{name}.img'/>
       <target dev='vda' bus='virtio'/>
-    </disk>
+    </disk>{channel}
   </devices>
 </domain>"""
+
+
+AGENT_CHANNEL_XML = """
+    <channel type='unix'>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>"""
 
 
 class ModuleFailed(Exception):
@@ -49,12 +55,12 @@ def conn():
 
 @pytest.fixture
 def make_domain(conn):
-    """make_domain(state='running'|'paused'|'shutoff', fmt='qcow2') -> libvirt domain with a unique name."""
+    """make_domain(state='running'|'paused'|'shutoff', fmt='qcow2', agent=False) -> libvirt domain, unique name."""
     made = []
 
-    def make(state='running', fmt='qcow2', prefix='unit'):
+    def make(state='running', fmt='qcow2', prefix='unit', agent=False):
         name = f'{prefix}-{uuid.uuid4().hex[:8]}'
-        dom = conn.defineXML(DOMAIN_XML.format(name=name, fmt=fmt))
+        dom = conn.defineXML(DOMAIN_XML.format(name=name, fmt=fmt, channel=AGENT_CHANNEL_XML if agent else ''))
         made.append(name)
         if state in ('running', 'paused'):
             dom.create()

@@ -165,6 +165,15 @@ def test_quiesce_needs_a_running_domain(run_failing, run_module, make_domain):
     assert names(dom) == []
 
 
+def test_quiesce_needs_a_guest_agent_channel(run_failing, make_domain):
+    dom = make_domain('running')  # the fixture's domains have no guest agent channel
+    for check in (True, False):  # check mode predicts the refusal too
+        failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's', 'quiesce': True, 'disk_only': True},
+                             check=check)
+        assert 'has no guest agent channel' in failed['msg']
+    assert names(dom) == []
+
+
 def test_delete_keeps_children_unless_asked(run_module, make_domain):
     dom = make_domain('running')
     for name in ('a', 'b', 'c'):
@@ -243,7 +252,7 @@ class _ExternalCapable:
 
 
 def test_disk_only_and_quiesce_flags(run_failing, run_module, make_domain, monkeypatch, conn):
-    dom = make_domain('running')
+    dom = make_domain('running', agent=True)
     proxy = _ExternalCapable(dom)
     monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'lookup_domain', lambda self, name: proxy)
     result = run_module(snapshot, {'domain': dom.name(), 'name': 'ext', 'disk_only': True, 'quiesce': True})
