@@ -95,3 +95,32 @@ def batch_summary(results: list[dict[str, t.Any]]) -> tuple[bool, list[str]]:
     changed = any(r.get('changed') for r in results)
     failures = [f'{r["domain"]}: {r["msg"]}' for r in results if r.get('failed')]
     return changed, failures
+
+
+def with_diff(client: t.Any, result: dict[str, t.Any], before: t.Any, after: t.Any) -> dict[str, t.Any]:
+    """Add ``diff: {before, after}`` to a result when the user asked for --diff."""
+    if client.diff_mode:
+        result['diff'] = {'before': before, 'after': after}
+    return result
+
+
+def run_batch(client: t.Any, work: t.Callable[[str], dict[str, t.Any]]) -> dict[str, t.Any]:
+    """Batch mode of a module: ``work(name)`` on every domain that ``domains`` names or matches.
+
+    ``work`` returns a domain's result with its ``_before`` and ``_after`` states for --diff;
+    they become one diff keyed by domain. Raises a SnapshotError carrying every domain's
+    result when any of them failed.
+    """
+    names, unmatched = resolve_domains(client.conn, client.params['domains'])
+    results = run_parallel(names, work, client.params['parallel'])
+    before: dict[str, t.Any] = {}
+    after: dict[str, t.Any] = {}
+    for res in results:
+        if '_before' in res:
+            before[res['domain']] = res.pop('_before')
+            after[res['domain']] = res.pop('_after')
+    changed, failures = batch_summary(results)
+    if failures:
+        raise SnapshotError(f'{len(failures)} of {len(results)} domains failed: ' + '; '.join(failures),
+                            changed=changed, results=results, unmatched=unmatched)
+    return with_diff(client, {'changed': changed, 'results': results, 'unmatched': unmatched}, before, after)

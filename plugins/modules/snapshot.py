@@ -188,9 +188,8 @@ import typing as t
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     BATCH_ARGUMENT_SPEC,
     BATCH_MODULE_KWARGS,
-    batch_summary,
-    resolve_domains,
-    run_parallel,
+    run_batch,
+    with_diff,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
@@ -238,21 +237,8 @@ class SnapshotManager:
     def run(self) -> dict[str, t.Any]:
         if self.params['domain'] is not None:
             result = {'domain': self.params['domain'], **self.ensure(self.params['domain'])}
-            return self._with_diff(result, result.pop('_before'), result.pop('_after'))
-        names, unmatched = resolve_domains(self.client.conn, self.params['domains'])
-        results = run_parallel(names, self.ensure, self.params['parallel'])
-        before = {r['domain']: r.pop('_before', None) for r in results}
-        after = {r['domain']: r.pop('_after', None) for r in results}
-        changed, failures = batch_summary(results)
-        if failures:
-            raise SnapshotError(f'{len(failures)} of {len(results)} domains failed: ' + '; '.join(failures),
-                                changed=changed, results=results, unmatched=unmatched)
-        return self._with_diff({'changed': changed, 'results': results, 'unmatched': unmatched}, before, after)
-
-    def _with_diff(self, result: dict[str, t.Any], before: t.Any, after: t.Any) -> dict[str, t.Any]:
-        if self.client.diff_mode:
-            result['diff'] = {'before': before, 'after': after}
-        return result
+            return with_diff(self.client, result, result.pop('_before'), result.pop('_after'))
+        return run_batch(self.client, self.ensure)
 
     def ensure(self, domain: str) -> dict[str, t.Any]:
         dom = self.client.lookup_domain(domain)

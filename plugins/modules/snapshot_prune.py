@@ -159,9 +159,8 @@ import typing as t
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     BATCH_ARGUMENT_SPEC,
     BATCH_MODULE_KWARGS,
-    batch_summary,
-    resolve_domains,
-    run_parallel,
+    run_batch,
+    with_diff,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN_SNAPSHOT,
@@ -213,25 +212,8 @@ class PruneManager:
             before, after = result.pop('_before'), result.pop('_after')
             if result.pop('failed', False):
                 raise SnapshotError(result.pop('msg'), **result)
-            return self._with_diff(result, {result['domain']: before}, {result['domain']: after})
-        names, unmatched = resolve_domains(self.client.conn, self.params['domains'])
-        results = run_parallel(names, self.prune, self.params['parallel'])
-        before: dict[str, t.Any] = {}
-        after: dict[str, t.Any] = {}
-        for res in results:
-            if '_before' in res:
-                before[res['domain']] = res.pop('_before')
-                after[res['domain']] = res.pop('_after')
-        changed, failures = batch_summary(results)
-        if failures:
-            raise SnapshotError(f'{len(failures)} of {len(results)} domains failed: ' + '; '.join(failures),
-                                changed=changed, results=results, unmatched=unmatched)
-        return self._with_diff({'changed': changed, 'results': results, 'unmatched': unmatched}, before, after)
-
-    def _with_diff(self, result: dict[str, t.Any], before: t.Any, after: t.Any) -> dict[str, t.Any]:
-        if self.client.diff_mode:
-            result['diff'] = {'before': before, 'after': after}
-        return result
+            return with_diff(self.client, result, {result['domain']: before}, {result['domain']: after})
+        return run_batch(self.client, self.prune)
 
     def plan(self, snapshots: list[dict[str, t.Any]]) -> tuple[list[dict[str, t.Any]], list[dict[str, t.Any]]]:
         """The matching snapshots to delete and to keep, both oldest first.
