@@ -260,8 +260,12 @@ class SnapshotManager:
         if self.client.check_mode:
             return {'changed': True, 'snapshot': predicted, '_before': summary(None), '_after': summary(predicted)}
         resumed = resume_interrupted(dom, self.params['busy_timeout'])
-        facts = self._create(dom)
-        result = {'changed': True, 'snapshot': facts, '_before': summary(None), '_after': summary(facts)}
+        facts, made = create_snapshot(dom, self.name, self.description, self.params['disk_only'],
+                                      self.params['quiesce'], is_local_uri(self.client.uri),
+                                      self.params['busy_timeout'])
+        # made is False when another run took the same name meanwhile: this run changed nothing
+        result = {'changed': made, 'snapshot': facts, '_before': summary(None if made else facts),
+                  '_after': summary(facts)}
         if resumed:
             result['warnings'] = [resumed]
         return result
@@ -301,12 +305,6 @@ class SnapshotManager:
             'children': [], 'current': True,
             'location': 'external' if disk_only else 'internal', 'memory': memory, 'disks': [],
         }
-
-    def _create(self, dom: t.Any) -> dict[str, t.Any]:
-        facts, _made = create_snapshot(dom, self.name, self.description, self.params['disk_only'],
-                                       self.params['quiesce'], is_local_uri(self.client.uri),
-                                       self.params['busy_timeout'])
-        return facts
 
     def _update(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
         facts = snapshot_facts(snap, dom.name())

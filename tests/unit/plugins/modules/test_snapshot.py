@@ -270,6 +270,32 @@ def test_disk_only_and_quiesce_flags(run_failing, run_module, make_domain, monke
     assert names(dom) == ['ext']
 
 
+class _LosesTheRace:
+    """A domain on which another run takes the same snapshot name just before this run does."""
+
+    def __init__(self, dom):
+        self._dom = dom
+
+    def __getattr__(self, attr):
+        return getattr(self._dom, attr)
+
+    def snapshotCreateXML(self, xml, flags):
+        self._dom.snapshotCreateXML(xml, flags)  # the other run wins
+        error = libvirt.libvirtError("domain snapshot 'race' already exists")
+        error.get_error_code = lambda: libvirt.VIR_ERR_OPERATION_INVALID
+        raise error
+
+
+def test_losing_a_create_race_reports_no_change(run_module, make_domain, monkeypatch):
+    dom = make_domain('running')
+    proxy = _LosesTheRace(dom)
+    monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'lookup_domain', lambda self, name: proxy)
+    result = run_module(snapshot, {'domain': dom.name(), 'name': 'race'})
+    assert result['changed'] is False  # the snapshot exists, but this run did not make it
+    assert result['snapshot']['name'] == 'race'
+    assert names(dom) == ['race']
+
+
 def test_missing_libvirt_binding_names_the_interpreter(run_failing, run_module, monkeypatch):
     monkeypatch.setattr(_libvirt, 'libvirt', None)
     monkeypatch.setattr(_libvirt, 'LIBVIRT_IMPORT_ERROR', 'ModuleNotFoundError: No module named libvirt')
