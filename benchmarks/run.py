@@ -123,7 +123,7 @@ class Bench:
         self.times: dict[tuple[str, int], list[float]] = {}
         self.single: dict[str, t.Any] = {}
         self.pause: dict[str, t.Any] = {}
-        self.calls: dict[int, list[float]] = {}
+        self.calls: dict[tuple[int, int], list[float]] = {}
         self.facts: dict[str, t.Any] = {}
         self._runs = 0
 
@@ -181,11 +181,11 @@ class Bench:
 
     # -- domains and their snapshots (set up and checked with libvirt-python, never timed) --
 
-    def make_domains(self, count: int) -> list[str]:
+    def make_domains(self, count: int, letter: str = 'n') -> list[str]:
         log(f'making {count} blank running domains ({self.args.memory} MiB RAM, 1 vCPU, blank 64 MiB qcow2 disk)')
         start = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            names = list(pool.map(lambda i: self.lab.blank_domain(f'n{i:02d}', memory_mib=self.args.memory),
+            names = list(pool.map(lambda i: self.lab.blank_domain(f'{letter}{i:02d}', memory_mib=self.args.memory),
                                   range(count)))
         log(f'  made in {time.perf_counter() - start:.1f} s')
         return names
@@ -246,9 +246,26 @@ class Bench:
         seconds, _out = self.timed(['bash', '-c', script, 'loop', *doms])
         return seconds
 
-    def many_domains(self, all_doms: list[str]) -> None:
+    def make_twins(self, count: int) -> list[str]:
+        """``count`` more domains like the others, each with the snapshot ``bench`` and 99 more; then paused.
+
+        They are the "100 snapshots per domain" side of the no-op comparison: both sides exist at the
+        same time, so the no-op re-runs of the two can alternate (paused, they cost no CPU meanwhile).
+        """
+        twins = self.make_domains(count, 't')
+        self.each(twins, lambda dom: dom.snapshotCreateXML(f'<domainsnapshot><name>{SNAP}</name></domainsnapshot>', 0))
+        log(f'adding 99 snapshots to each of the {count} twins')
+        self.add_fillers(twins, 99)
+        self.expect(twins, 100, 'adding 99 snapshots')
+        self.each(twins, lambda dom: dom.suspend())
+        return twins
+
+    def many_domains(self, all_doms: list[str], twins: list[str]) -> None:
         for size in self.args.sizes:
             doms = all_doms[:size]
+            batch_vars: dict[str, t.Any] = {'bench_domains': doms, 'bench_name': SNAP}
+            if self.args.parallel:
+                batch_vars['bench_parallel'] = self.args.parallel
             for rep in range(1, self.args.repeat + 1):
                 log(f'N={size}, repetition {rep} of {self.args.repeat}')
                 self.reset(doms)
@@ -261,27 +278,32 @@ class Bench:
                 self.expect(doms, 1, 'one task per domain')
                 self.reset(doms)
 
-                batch_vars = {'bench_domains': doms, 'bench_name': SNAP}
-                if self.args.parallel:
-                    batch_vars['bench_parallel'] = self.args.parallel
                 seconds, _out = self.playbook('batch', batch_vars, changed=True)
                 self.record('batch', size, seconds)
                 self.expect(doms, 1, 'batch mode')
+            # the last batch run left one snapshot on each domain: the no-op re-runs alternate between
+            # these domains and as many twins with 100 snapshots each
+            self.noop(size, {1: doms, 100: twins[:size]})
+            self.reset(doms)
 
-                module_args = {'uri': URI, 'domains': doms, 'name': SNAP}
-                if self.args.parallel:
-                    module_args['parallel'] = self.args.parallel
-                for count in (1, 100):
-                    if count == 100:
-                        self.add_fillers(doms, 99)
-                        self.expect(doms, 100, 'adding 99 snapshots')
-                    self.settle()
-                    self.lookup_calls(doms, count)
-                    for _run in range(self.args.noop_runs):
-                        self.record(f'noop{count}', size, self.playbook('batch', batch_vars, changed=False)[0])
-                        self.record(f'mod{count}', size, self.module_alone('snapshot', module_args, changed=False))
-                    self.expect(doms, count, f'the no-op re-runs with {count} snapshots')
-                self.reset(doms)
+    def noop(self, size: int, sides: dict[int, list[str]]) -> None:
+        log(f'N={size}, no-op re-runs, alternating 1 and 100 snapshots per domain')
+        self.each(sides[100], lambda dom: dom.resume())
+        self.settle()
+        try:
+            for run in range(self.args.noop_runs):
+                for count in (1, 100) if run % 2 == 0 else (100, 1):
+                    batch_vars: dict[str, t.Any] = {'bench_domains': sides[count], 'bench_name': SNAP}
+                    module_args: dict[str, t.Any] = {'uri': URI, 'domains': sides[count], 'name': SNAP}
+                    if self.args.parallel:
+                        batch_vars['bench_parallel'] = module_args['parallel'] = self.args.parallel
+                    self.record(f'noop{count}', size, self.playbook('batch', batch_vars, changed=False)[0])
+                    self.record(f'mod{count}', size, self.module_alone('snapshot', module_args, changed=False))
+            self.lookup_calls(size, sides)
+            for count, doms in sides.items():
+                self.expect(doms, count, f'the no-op re-runs with {count} snapshots')
+        finally:
+            self.each(sides[100], lambda dom: dom.suspend())
 
     @staticmethod
     def settle() -> None:
@@ -289,19 +311,23 @@ class Bench:
         os.sync()
         time.sleep(2)
 
-    def lookup_calls(self, doms: list[str], count: int) -> None:
+    def lookup_calls(self, size: int, sides: dict[int, list[str]]) -> None:
         """Time, in this process, what the module's no-op does for one domain: look it up, look the snapshot
-        up by name (lookup_snapshot), read its facts (snapshot_facts): five libvirt calls, one domain at a time."""
+        up by name (lookup_snapshot), read its facts (snapshot_facts): five libvirt calls.
+
+        One domain of each side in turn, so that both sides are timed under the same load.
+        """
         lookup_snapshot, snapshot_facts = self.module_utils('lookup_snapshot', 'snapshot_facts')
         conn = self.lab.conn
-        for _pass in range(3):
-            for name in doms:
-                start = time.perf_counter()
-                dom = conn.lookupByName(name)
-                facts = snapshot_facts(lookup_snapshot(dom, SNAP), name)
-                self.calls.setdefault(count, []).append(time.perf_counter() - start)
-                if facts['name'] != SNAP:
-                    raise BenchError(f'lookup_snapshot found {facts["name"]} on {name}')
+        for turn in range(5):
+            for pair in zip(sides[1], sides[100]):
+                for count, name in zip((1, 100), pair) if turn % 2 == 0 else zip((100, 1), reversed(pair)):
+                    start = time.perf_counter()
+                    dom = conn.lookupByName(name)
+                    facts = snapshot_facts(lookup_snapshot(dom, SNAP), name)
+                    self.calls.setdefault((size, count), []).append(time.perf_counter() - start)
+                    if facts['name'] != SNAP:
+                        raise BenchError(f'lookup_snapshot found {facts["name"]} on {name}')
 
     def module_utils(self, *names: str) -> list[t.Any]:
         """Functions of the collection's _snapshot module_utils, imported from this working tree."""
@@ -463,10 +489,11 @@ class Bench:
             self.facts['libvirt'] = _version(conn.getLibVersion())
             self.facts['qemu'] = _version(conn.getVersion())
             doms = self.make_domains(max(self.args.sizes))
+            twins = self.make_twins(max(self.args.sizes))
             self.ansible_startup()
-            self.many_domains(doms)
+            self.many_domains(doms, twins)
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
-                list(pool.map(self.lab.remove, doms))
+                list(pool.map(self.lab.remove, doms + twins))
             self.snapshot_info()
             if not self.args.no_guest:
                 self.guest_pause()
@@ -515,9 +542,10 @@ class Bench:
                    f'`virsh snapshot-list --parent`: {info_virsh:.2f} s ({info / info_virsh:.1f}×) |')
         out.append(f'| ansible-playbook itself: start-up and one task that runs no module | {startup:.2f} s | '
                    f'part of every Ansible row above |')
-        calls = {count: median(values) * 1000 for count, values in self.calls.items()}
+        calls = {count: median(self.calls[(biggest, count)]) * 1000 for count in (1, 100)}
         out.append(f'| the no-op check of one domain inside the module (5 libvirt calls: domain and snapshot '
-                   f'looked up by name, its XML, current, children), in-process | {calls[1]:.2f} ms with 1 snapshot | '
+                   f'looked up by name, its XML, current, children), in-process, N = {biggest} | '
+                   f'{calls[1]:.2f} ms with 1 snapshot | '
                    f'{calls[100]:.2f} ms with 100 snapshots ({(calls[100] / calls[1] - 1) * 100:+.0f} %) |')
         pause = self.pause
         if pause:
@@ -533,29 +561,48 @@ class Bench:
         out.append('Targets:')
         out.append('')
         batch, loop, virsh = (median(self.times[(r, biggest)]) for r in ('batch', 'loop', 'virsh'))
+        runs = {r: self.times[(r, biggest)] for r in ('batch', 'loop', 'virsh')}
         lines = [
-            (batch < virsh, f'N = {biggest}: batch mode ({batch:.2f} s) takes less time than the virsh loop ({virsh:.2f} s)'),
+            (batch < virsh, f'N = {biggest}: batch mode ({batch:.2f} s) takes less time than the virsh loop ({virsh:.2f} s); '
+                            'batch / virsh loop in each repetition: '
+                            + ', '.join(f'{b / v:.2f}' for b, v in zip(runs['batch'], runs['virsh']))),
             (loop / batch >= 10, f'N = {biggest}: batch mode is at least 10× quicker than one task per domain '
-                                 f'({loop:.2f} s / {batch:.2f} s = {loop / batch:.1f}×)'),
+                                 f'({loop:.2f} s / {batch:.2f} s = {loop / batch:.1f}×); in each repetition: '
+                                 + ', '.join(f'{lo / b:.1f}×' for lo, b in zip(runs['loop'], runs['batch']))),
         ]
-        for one, hundred, what in (('noop1', 'noop100', 'ansible-playbook'),
-                                   ('mod1', 'mod100', 'the module run alone, stricter: no fixed cost of Ansible')):
-            growth = {n: median(self.times[(hundred, n)]) / median(self.times[(one, n)]) - 1 for n in sizes}
-            lines.append((growth[biggest] < 0.10, f'N = {biggest}: the no-op re-run grows by less than 10 % from 1 to '
-                          f'100 snapshots per domain; {what} (' + ', '.join(
-                              f'N = {n}: {growth[n] * 100:+.1f} %' for n in sizes) + ')'))
+        growth = {n: median(self.times[('noop100', n)]) / median(self.times[('noop1', n)]) - 1 for n in sizes}
+        lines.append((growth[biggest] < 0.10, f'N = {biggest}: the no-op re-run grows by less than 10 % from 1 to 100 '
+                      'snapshots per domain (' + ', '.join(f'N = {n}: {growth[n] * 100:+.1f} %' for n in sizes) + ')'))
         if pause:
             gap = median(pause['disk_only']['gap']) * 1000
             lines.append((gap < 50, f'a disk-only snapshot stalls a real guest for under 50 ms ({gap:.0f} ms)'))
         for met, text in lines:
             out.append(f'- {"met" if met else "**MISSED**"}: {text}')
         out.append('')
+        out.append('Where the time goes:')
+        out.append('')
+        per_task = (loop - startup) / biggest
+        fixed = median(self.times[('noop1', biggest)])
+        per_domain = (batch - fixed) / biggest
+        out.append(f'- N = {biggest}: one task per domain costs {per_task:.2f} s a domain (the loop without '
+                   f'ansible-playbook\'s start-up, divided by N); batch mode costs a fixed {fixed:.2f} s (its no-op '
+                   f're-run: ansible-playbook, one module run, the look-ups) plus {per_domain * 1000:.0f} ms a domain '
+                   f'for taking the snapshots, {self.args.parallel or 4} at a time. Their ratio, '
+                   f'{per_task / per_domain:.0f}×, is what the speed-up tends to as N grows.')
+        mod = {n: median(self.times[('mod100', n)]) / median(self.times[('mod1', n)]) - 1 for n in sizes}
+        out.append('- the no-op re-run without ansible-playbook (the module run alone), 1 to 100 snapshots per domain: '
+                   + ', '.join(f'N = {n}: {mod[n] * 100:+.1f} %' for n in sizes) + f'; of its '
+                   f'{median(self.times[("mod1", biggest)]):.2f} s at N = {biggest}, the look-ups take '
+                   f'{calls[1] * biggest / 1000:.2f} s of calls (4 at a time), the rest is Python starting and '
+                   f'importing; the look-up of one domain: {calls[1]:.2f} ms with 1 snapshot, {calls[100]:.2f} ms '
+                   'with 100')
+        out.append('')
         out.append('<details><summary>Every run (seconds)</summary>')
         out.append('')
         for (row, size), values in sorted(self.times.items(), key=lambda kv: (kv[0][1], list(ROWS).index(kv[0][0]))):
             out.append(f'- N = {size}, {row}: ' + ', '.join(f'{v:.2f}' for v in values))
-        for count, values in sorted(self.calls.items()):
-            out.append(f'- no-op check of one domain in-process, {count} snapshot(s) per domain: median '
+        for (size, count), values in sorted(self.calls.items()):
+            out.append(f'- N = {size}, no-op check of one domain in-process, {count} snapshot(s) per domain: median '
                        f'{median(values) * 1000:.2f} ms, slowest {max(values) * 1000:.2f} ms of {len(values)}')
         out.append('- ansible-playbook start-up: ' + ', '.join(f'{v:.2f}' for v in self.single['startup']))
         out.append('- snapshot_info, 200 snapshots: ' + ', '.join(f'{v:.2f}' for v in self.single['info'])
@@ -613,8 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--repeat', type=int, default=3, help='runs of each measurement; the median counts (%(default)s)')
     parser.add_argument('--memory', type=int, default=64, help='MiB of RAM of each blank domain (%(default)s)')
     parser.add_argument('--parallel', type=int, default=0, help="batch mode's parallel (default: the module's)")
-    parser.add_argument('--noop-runs', type=int, default=2,
-                        help='no-op re-runs of each kind in each repetition (%(default)s)')
+    parser.add_argument('--noop-runs', type=int, default=8,
+                        help='no-op re-runs of each kind for each N, alternating (%(default)s)')
     parser.add_argument('--pause-repeat', type=int, default=5, help='snapshots of the guest of each kind (%(default)s)')
     parser.add_argument('--no-guest', action='store_true', help='skip the pause measurement on a real guest')
     parser.add_argument('--no-save', action='store_true', help='print only; write no results file')
