@@ -136,7 +136,7 @@ def _pids() -> list[int]:
     return [int(p) for p in os.listdir('/proc') if p.isdigit()]
 
 
-def _proc_state(pid: int) -> str | None:
+def _proc_state(pid: int | str) -> str | None:
     try:
         with open(f'/proc/{pid}/stat', encoding='utf-8') as handle:
             return handle.read().rsplit(')', 1)[1].split()[0]
@@ -341,10 +341,54 @@ def job_active(dom: t.Any) -> bool:
         return False
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of a process has stopped: SIGSTOP returns at once, the group stop lands thread by
+    thread."""
+    try:
+        tids = os.listdir(f'/proc/{pid}/task')
+    except OSError:
+        return True  # gone
+    return all(_proc_state(f'{pid}/task/{tid}') in ('T', 't', None) for tid in tids)
+
+
+def _stop(pid: int) -> None:
+    os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: _all_threads_stopped(pid), 10, f'process {pid} to stop', 0.001)
+
+
 @contextlib.contextmanager
 def frozen(pid: int) -> t.Iterator[None]:
-    """SIGSTOP a QEMU process for the block, SIGCONT at its end (also when the test fails)."""
-    os.kill(pid, signal.SIGSTOP)
+    """SIGSTOP a QEMU process for the block (every thread stopped when it starts), SIGCONT at its end (also when
+    the test fails)."""
+    try:
+        _stop(pid)
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def frozen_mid_job(pid: int, dom: t.Any, what: str, in_the_middle: t.Callable[[], bool] | None = None,
+                   timeout: float = 120) -> t.Iterator[None]:
+    """Freeze QEMU while libvirt runs a job on ``dom`` that needs it, for the block.
+
+    Each try stops QEMU first and only then looks at the job (and at ``in_the_middle``), so the job cannot
+    get past what was seen before the block runs, however fast the machine. A try that finds no job (not
+    started yet, or already over) thaws QEMU and tries again; missing the job altogether fails after
+    ``timeout`` instead of testing something else."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _stop(pid)
+            if job_active(dom) and (in_the_middle is None or in_the_middle()):
+                break
+        except BaseException:
+            os.kill(pid, signal.SIGCONT)
+            raise
+        os.kill(pid, signal.SIGCONT)
+        if time.monotonic() > deadline:
+            raise AssertionError(f'never caught {what} in progress within {timeout} s')
+        time.sleep(0.005)
     try:
         yield
     finally:
@@ -547,7 +591,8 @@ def test_libvirtd_dies_during_a_full_snapshot(how, private_libvirtd, private_blo
     wait_until(lambda: job_active(dom), 120, 'the snapshot job')
     time.sleep(0.3)  # QEMU is writing the memory now
     if how == 'SIGKILL':
-        with frozen(qemu):  # QEMU cannot finish (and libvirt cannot record) the snapshot before the kill
+        # QEMU cannot finish (and libvirt cannot record) the snapshot before the kill
+        with frozen_mid_job(qemu, dom, 'the snapshot job'):
             daemon.stop(signal.SIGKILL)
     else:
         daemon.stop(signal.SIGTERM)  # libvirtd lets the running job finish before it exits
@@ -638,8 +683,7 @@ def test_module_killed_during_create(system, ram_blob, module):
     args = {'domain': dom_name, 'name': 'before-change', 'uri': system.uri}
 
     run = module('snapshot', args)
-    wait_until(lambda: job_active(dom), 120, 'the snapshot job')
-    with frozen(qemu):  # the snapshot cannot finish before the kill
+    with frozen_mid_job(qemu, dom, 'the snapshot job'):  # the snapshot cannot finish before the kill
         assert run.module_running()
         killed = run.kill()
         wait_until(lambda: not [(pid, _proc_state(pid)) for pid in killed if pid_alive(pid)], 10,
@@ -670,8 +714,9 @@ def test_module_killed_during_delete(system, module):
     qemu = system.qemu_pid(dom_name)
 
     run = module('snapshot', dict(args, state='absent'))
-    wait_until(lambda: job_active(dom), 120, 'the delete job')
-    with frozen(qemu):
+    # caught before libvirt pivots back to the base image: the rest of the job needs QEMU
+    with frozen_mid_job(qemu, dom, 'the block commit of the delete',
+                        lambda: blklist(system.uri, dom_name) == {'vda': overlay}):
         assert run.module_running()
         killed = run.kill()
         wait_until(lambda: not [(pid, _proc_state(pid)) for pid in killed if pid_alive(pid)], 10,
@@ -706,8 +751,7 @@ def test_concurrent_runs_on_one_domain(system, ram_blob, module):
     args = {'domain': dom_name, 'name': 'nightly', 'uri': system.uri}
 
     first = module('snapshot', args)
-    wait_until(lambda: job_active(dom), 120, 'the first snapshot job')
-    with frozen(qemu):
+    with frozen_mid_job(qemu, dom, 'the first snapshot job'):
         second = module('snapshot', args)
         other = module('snapshot', dict(args, name='other', busy_timeout=1))
         wait_until(second.module_running, 60, 'the second run to reach the module', 0.1)
@@ -763,8 +807,7 @@ def test_revert_while_a_create_is_in_progress(system, ram_blob, module):
     qemu = system.qemu_pid(dom_name)
 
     create = module('snapshot', dict(base, name='new'))
-    wait_until(lambda: job_active(dom), 120, 'the snapshot job')
-    with frozen(qemu):
+    with frozen_mid_job(qemu, dom, 'the snapshot job'):
         revert = module('snapshot_revert', dict(base, name='old'))
         wait_until(revert.module_running, 60, 'the revert to reach the module', 0.1)
         time.sleep(2)
@@ -839,8 +882,7 @@ def storage_full_scenario(system: SystemDomains, ram_blob: str, small_fs: str, m
 
     # 2. room enough at the start, then something else fills the file system while the memory is written
     run = module('snapshot', args)
-    wait_until(lambda: job_active(dom), 120, 'the snapshot job')
-    with frozen(qemu):
+    with frozen_mid_job(qemu, dom, 'the snapshot job'):
         filler = fill(small_fs, 'filler')
         assert shutil.disk_usage(small_fs).free < (1 << 20)
     msg = failed(run)
