@@ -588,14 +588,19 @@ def test_libvirtd_dies_during_a_full_snapshot(how, private_libvirtd, private_blo
     args = {'domain': dom_name, 'name': 'before-change', 'uri': daemon.uri}
 
     run = module('snapshot', args)
-    wait_until(lambda: job_active(dom), 120, 'the snapshot job')
-    time.sleep(0.3)  # QEMU is writing the memory now
-    if how == 'SIGKILL':
-        # QEMU cannot finish (and libvirt cannot record) the snapshot before the kill
-        with frozen_mid_job(qemu, dom, 'the snapshot job'):
+    # caught once libvirt has paused the guest for the snapshot, with QEMU stopped: it cannot finish (and libvirt
+    # cannot record) the snapshot before the signal lands
+    # (libvirt 9.0 gives the reason "save" for that pause)
+    with frozen_mid_job(qemu, dom, 'the snapshot job', lambda: dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED):
+        if how == 'SIGKILL':
             daemon.stop(signal.SIGKILL)
-    else:
-        daemon.stop(signal.SIGTERM)  # libvirtd lets the running job finish before it exits
+        else:
+            pid = daemon.send(signal.SIGTERM)  # libvirtd lets the running job finish before it exits
+            time.sleep(0.5)
+            assert pid_alive(pid), 'libvirtd exited before the snapshot job was over'
+    if how == 'restart':
+        wait_until(lambda: not pid_alive(pid), 60, f'libvirtd {pid} to exit', 0.05)
+        daemon.close()
     msg = failed(run)
     assert 'connection to libvirtd was lost' in msg and 'a re-run of this task finds out' in msg, msg
     assert pid_alive(qemu), 'QEMU died with libvirtd'
@@ -635,8 +640,8 @@ def test_libvirtd_freezes_during_a_snapshot(private_libvirtd, private_blob, modu
     args = {'domain': dom_name, 'name': 'before-change', 'uri': daemon.uri, 'connect_timeout': 6}
 
     run = module('snapshot', args)
-    wait_until(lambda: job_active(dom), 120, 'the snapshot job')
-    daemon.send(signal.SIGSTOP)
+    with frozen_mid_job(daemon.qemu_pid(dom_name), dom, 'the snapshot job'):  # libvirtd stops before it is done
+        daemon.send(signal.SIGSTOP)
     frozen_at = time.monotonic()
     try:
         msg = failed(run, timeout=120)
