@@ -161,12 +161,19 @@ def parse_snapshot_xml(xml: str) -> dict[str, t.Any]:
     }
 
 
-def snapshot_facts(snap: t.Any, domain_name: str) -> dict[str, t.Any]:
-    """All facts of a libvirt snapshot object (children and current included)."""
+def snapshot_facts(snap: t.Any, domain_name: str, new: bool = False) -> dict[str, t.Any]:
+    """All facts of a libvirt snapshot object (children and current included).
+
+    ``new``: the snapshot was just made by this run, so libvirt made it the current one and it
+    has no children yet; its XML is all there is to read (one call instead of three).
+    """
     facts = parse_snapshot_xml(snap.getXMLDesc(0))
     facts['domain'] = domain_name
-    facts['current'] = bool(snap.isCurrent(0))
-    facts['children'] = sorted(c.getName() for c in snap.listAllChildren(0))
+    if new:
+        facts['current'], facts['children'] = True, []
+    else:
+        facts['current'] = bool(snap.isCurrent(0))
+        facts['children'] = sorted(c.getName() for c in snap.listAllChildren(0))
     return facts
 
 
@@ -250,15 +257,15 @@ def domain_state(dom: t.Any) -> str:
 AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 
 
-def has_agent_channel(dom: t.Any) -> bool:
-    """Whether the domain has the virtio channel qemu-guest-agent talks through."""
-    targets = ET.fromstring(dom.XMLDesc(0)).findall('devices/channel/target')
+def has_agent_channel(dom: t.Any, xml: str | None = None) -> bool:
+    """Whether the domain has the virtio channel qemu-guest-agent talks through (``xml``: its XML, if read)."""
+    targets = ET.fromstring(xml or dom.XMLDesc(0)).findall('devices/channel/target')
     return any(target.get('name') == AGENT_CHANNEL for target in targets)
 
 
-def domain_disks(dom: t.Any) -> list[dict[str, t.Any]]:
-    """The disks of a domain that a snapshot would cover: target, format, file."""
-    root = ET.fromstring(dom.XMLDesc(0))
+def domain_disks(dom: t.Any, xml: str | None = None) -> list[dict[str, t.Any]]:
+    """The disks of a domain that a snapshot would cover: target, format, file (``xml``: its XML, if read)."""
+    root = ET.fromstring(xml or dom.XMLDesc(0))
     disks = []
     for disk in root.findall('devices/disk'):
         if disk.get('device', 'disk') != 'disk' or disk.find('readonly') is not None:
@@ -276,15 +283,15 @@ def domain_disks(dom: t.Any) -> list[dict[str, t.Any]]:
     return disks
 
 
-def check_internal_possible(dom: t.Any) -> None:
-    """Refuse an internal snapshot where libvirt would refuse it or lose data.
+def check_internal_possible(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> None:
+    """Refuse an internal snapshot where libvirt would refuse it or lose data (``disks``: as domain_disks).
 
     * every disk must be qcow2 (raw disks cannot hold internal snapshots);
     * no external snapshot may exist: internal snapshots on top of external
       overlays are the mix in which libvirt before 11.0 loses data.
     """
     name = dom.name()
-    for disk in domain_disks(dom):
+    for disk in domain_disks(dom) if disks is None else disks:
         if disk['snapshot'] == 'no':
             continue
         if disk['format'] != 'qcow2':
@@ -429,9 +436,9 @@ MEMORY_SNAPSHOT_MARGIN = 64 << 20
 STORAGE_FULL = 16 << 20
 
 
-def _memory_disk(dom: t.Any) -> dict[str, t.Any] | None:
+def _memory_disk(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> dict[str, t.Any] | None:
     """The disk QEMU writes the memory of an internal snapshot into: the first one that takes part."""
-    for disk in domain_disks(dom):
+    for disk in domain_disks(dom) if disks is None else disks:
         if disk['snapshot'] != 'no' and disk['type'] == 'file' and disk['file']:
             return disk
     return None
@@ -446,14 +453,15 @@ def free_bytes(path: str) -> int | None:
     return stats.f_bavail * stats.f_frsize
 
 
-def check_free_space(dom: t.Any) -> None:
+def check_free_space(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> None:
     """Refuse a snapshot with memory that may not fit on the file system of the image that would hold it.
 
     A memory snapshot that runs out of space fails, and what QEMU wrote of the memory until then
     stays allocated in the image: the file system is full afterwards, and QEMU pauses the guest at
     its next write that needs room. Call only when the disks are this machine's files (local URI).
+    ``disks``: as domain_disks, when already read.
     """
-    disk = _memory_disk(dom)
+    disk = _memory_disk(dom, disks)
     free = free_bytes(disk['file']) if disk else None
     if disk is None or free is None:
         return
@@ -496,12 +504,13 @@ def tighten_modes(facts: dict[str, t.Any]) -> None:
                 os.chmod(path, mode & 0o700)
 
 
-def hide_memory(dom: t.Any) -> None:
+def hide_memory(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> None:
     """The image that now holds the guest's memory (a full internal snapshot): not readable by other users.
 
     Only the permissions of others are removed; the owner and group (which QEMU may need) keep theirs.
+    ``disks``: as domain_disks, when already read (an internal snapshot does not change them).
     """
-    disk = _memory_disk(dom)
+    disk = _memory_disk(dom, disks)
     if disk is None or not os.path.isfile(disk['file']):
         return
     try:
@@ -513,14 +522,15 @@ def hide_memory(dom: t.Any) -> None:
 
 
 def create_snapshot(dom: t.Any, name: str, description: str | None = None, disk_only: bool = False,
-                    quiesce: bool = False, local: bool = True,
-                    busy_timeout: float = 0) -> tuple[dict[str, t.Any], bool]:
+                    quiesce: bool = False, local: bool = True, busy_timeout: float = 0,
+                    disks: list[dict[str, t.Any]] | None = None) -> tuple[dict[str, t.Any], bool]:
     """Take snapshot ``name`` of ``dom``; returns its facts and whether this call made it.
 
     When libvirt refuses because another run made the same name meanwhile,
     that snapshot is returned: one snapshot per name is the goal.
     ``local``: the module runs where the disks are, so overlay modes can be fixed.
     ``busy_timeout``: how long to keep trying while another job holds the domain.
+    ``disks``: the domain's disks as domain_disks, when already read before the snapshot.
     """
     flags = CREATE_DISK_ONLY | CREATE_ATOMIC if disk_only else 0
     if quiesce:
@@ -542,11 +552,11 @@ def create_snapshot(dom: t.Any, name: str, description: str | None = None, disk_
             raise SnapshotError(describe(exc, f'Creating snapshot "{name}" of domain "{dom.name()}"') + note,
                                 domain=dom.name()) from None
         return snapshot_facts(existing, dom.name()), False
-    facts = snapshot_facts(snap, dom.name())
+    facts = snapshot_facts(snap, dom.name(), new=True)
     if local and facts['location'] == 'external':
         tighten_modes(facts)
     elif local and facts['memory'] == 'internal':
-        hide_memory(dom)
+        hide_memory(dom, disks)
     return facts, True
 
 

@@ -207,6 +207,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     check_internal_possible,
     check_monitor_name,
     create_snapshot,
+    domain_disks,
     domain_state,
     has_agent_channel,
     in_progress,
@@ -256,13 +257,13 @@ class SnapshotManager:
             snap = lookup_snapshot(dom, self.name)
         if snap is not None:
             return self._update(dom, snap)
-        predicted = self._predict(dom)
+        predicted, disks = self._predict(dom)
         if self.client.check_mode:
             return {'changed': True, 'snapshot': predicted, '_before': summary(None), '_after': summary(predicted)}
         resumed = resume_interrupted(dom, self.params['busy_timeout'])
         facts, made = create_snapshot(dom, self.name, self.description, self.params['disk_only'],
                                       self.params['quiesce'], is_local_uri(self.client.uri),
-                                      self.params['busy_timeout'])
+                                      self.params['busy_timeout'], disks)
         # made is False when another run took the same name meanwhile: this run changed nothing
         result = {'changed': made, 'snapshot': facts, '_before': summary(None if made else facts),
                   '_after': summary(facts)}
@@ -270,22 +271,24 @@ class SnapshotManager:
             result['warnings'] = [resumed]
         return result
 
-    def _predict(self, dom: t.Any) -> dict[str, t.Any]:
-        """The snapshot that would be made; raises where libvirt would refuse."""
+    def _predict(self, dom: t.Any) -> tuple[dict[str, t.Any], list[dict[str, t.Any]]]:
+        """The snapshot that would be made, and the domain's disks; raises where libvirt would refuse."""
         disk_only = self.params['disk_only']
         state = domain_state(dom)
+        xml = dom.XMLDesc(0)  # read once for every check below
+        disks = domain_disks(dom, xml)
         if not disk_only:
-            check_internal_possible(dom)
+            check_internal_possible(dom, disks)
             if state in ('running', 'paused'):
                 check_monitor_name(dom, self.name)
                 if is_local_uri(self.client.uri):
-                    check_free_space(dom)
+                    check_free_space(dom, disks)
         else:
             check_external_possible(dom)
         if disk_only and self.params['quiesce'] and state != 'running':
             raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
                                 'with qemu-guest-agent.', domain=dom.name())
-        if self.params['quiesce'] and not has_agent_channel(dom):
+        if self.params['quiesce'] and not has_agent_channel(dom, xml):
             raise SnapshotError(
                 f'Domain "{dom.name()}" has no guest agent channel, so quiesce cannot reach qemu-guest-agent. '
                 'Nothing was changed. Add <channel type="unix"><target type="virtio" '
@@ -304,7 +307,7 @@ class SnapshotManager:
             'parent': dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None,
             'children': [], 'current': True,
             'location': 'external' if disk_only else 'internal', 'memory': memory, 'disks': [],
-        }
+        }, disks
 
     def _update(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
         facts = snapshot_facts(snap, dom.name())

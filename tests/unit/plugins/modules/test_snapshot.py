@@ -49,8 +49,11 @@ def test_create_check_real_check_real(run_module, make_domain, state, snap_state
     assert xml.findtext('description') == 'before the change'
     assert made['snapshot']['state'] == snap_state
     assert made['snapshot']['memory'] == memory
-    assert made['snapshot']['current'] is True
+    assert made['snapshot']['current'] is True and made['snapshot']['children'] == []
     assert dom.snapshotCurrent(0).getName() == 'pre-change'
+    # what the module reports of the snapshot it just made is what libvirt reports of it afterwards
+    read_back = run_module(snapshot, args)['snapshot']
+    assert made['snapshot'] == read_back
 
     assert run_module(snapshot, args, check=True)['changed'] is False
     again = run_module(snapshot, args, diff=True)
