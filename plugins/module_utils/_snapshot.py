@@ -238,16 +238,31 @@ def list_snapshots(dom: t.Any) -> list[dict[str, t.Any]]:
 
 
 def snapshot_tree(snapshots: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-    """Nested ``{name, children}`` nodes from the ordered list of ``list_snapshots``."""
-    nodes = {s['name']: {'name': s['name'], 'children': []} for s in snapshots}
+    """The tree of the snapshots of one domain as a flat list: ``{name, depth, parent, children}`` nodes in
+    depth-first order (each parent right before its descendants), siblings in the order of ``snapshots``
+    (``list_snapshots`` gives them oldest first).
+
+    Flat, so that a chain of hundreds of snapshots stays a shallow structure: nested nodes would be
+    two levels deeper per generation, beyond what Ansible can pass around in a result. A snapshot whose
+    parent is not in ``snapshots`` is a root (``parent`` None); ``children`` are names.
+    """
+    nodes = {snap['name']: {'name': snap['name'], 'depth': 0, 'parent': None, 'children': []} for snap in snapshots}
     roots = []
     for snap in snapshots:
-        node = nodes[snap['name']]
         if snap['parent'] in nodes:
-            nodes[snap['parent']]['children'].append(node)
+            nodes[snap['name']]['parent'] = snap['parent']
+            nodes[snap['parent']]['children'].append(snap['name'])
         else:
-            roots.append(node)
-    return roots
+            roots.append(snap['name'])
+    ordered = []
+    stack = [(name, 0) for name in reversed(roots)]
+    while stack:
+        name, depth = stack.pop()
+        node = nodes[name]
+        node['depth'] = depth
+        ordered.append(node)
+        stack.extend((child, depth + 1) for child in reversed(node['children']))
+    return ordered
 
 
 def domain_state(dom: t.Any) -> str:

@@ -225,18 +225,40 @@ current:
   sample: pre-upgrade
 tree:
   description:
-    - The snapshots of O(domain) as a tree. Each node has the snapshot C(name) and its C(children) nodes
-      (oldest first); the list holds the roots.
+    - The snapshot tree of O(domain), one node per snapshot in depth-first order (each parent right before
+      its descendants, siblings oldest first). Indenting each C(name) by its C(depth) draws the tree as
+      C(virsh snapshot-list --tree) does.
+    - Flat rather than nested, so that a long chain of snapshots stays a shallow structure that Ansible can
+      pass around and print.
   returned: when O(domain) is given
   type: list
   elements: dict
+  contains:
+    name:
+      description: The name of the snapshot.
+      type: str
+      returned: always
+      sample: pre-upgrade
+    depth:
+      description: How many ancestors it has (V(0) for a root).
+      type: int
+      returned: always
+      sample: 1
+    parent:
+      description: The name of its parent; V(null) for a root.
+      type: str
+      returned: always
+      sample: base
+    children:
+      description: The names of its children, oldest first.
+      type: list
+      elements: str
+      returned: always
+      sample: []
   sample:
-    - name: base
-      children:
-        - name: pre-upgrade
-          children: []
-        - name: experiment
-          children: []
+    - {name: base, depth: 0, parent: null, children: [pre-upgrade, experiment]}
+    - {name: pre-upgrade, depth: 1, parent: base, children: []}
+    - {name: experiment, depth: 1, parent: base, children: []}
 domains:
   description:
     - Every domain read (only O(domain) when it is given), by name, with the name of its current snapshot
@@ -260,7 +282,7 @@ domains:
       type: list
       elements: dict
       returned: always
-      sample: [{name: base, children: []}]
+      sample: [{name: base, depth: 0, parent: null, children: []}]
     state:
       description:
         - The power state of the domain, in the words of C(virsh domstate) without spaces
@@ -324,7 +346,9 @@ domains:
     web1:
       current: pre-upgrade
       count: 2
-      tree: [{name: base, children: [{name: pre-upgrade, children: []}]}]
+      tree:
+        - {name: base, depth: 0, parent: null, children: [pre-upgrade]}
+        - {name: pre-upgrade, depth: 1, parent: base, children: []}
       state: running
       memory_mib: 2048
       agent_channel: true

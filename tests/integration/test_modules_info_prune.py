@@ -37,3 +37,23 @@ def test_prune_by_count_by_age_and_batch(blank, independent, lab, run_playbook):
         assert independent.qemu_img_snapshots(disk) == [], name
         independent.qemu_img_check(disk, in_use=name != other)
     assert [independent.domstate(d) for d in (dom, other, paused)] == ['running', 'shutoff', 'paused']
+
+
+def test_info_on_a_long_chain_of_snapshots(blank, independent, run_playbook):
+    """A chain of 200 snapshots (each the child of the one before): snapshot_info returns them all and
+    Ansible prints the result at -v; a nested tree would be too deep for Ansible to pass on."""
+    dom = blank('info-chain', state='shutoff')
+    names = [f's{i:03d}' for i in range(200)]
+    # one virsh process for the whole chain: each snapshot becomes the current one, the next one's parent
+    independent.virsh(' ; '.join(f'snapshot-create-as {dom} {name}' for name in names))
+    assert independent.snapshot_names(dom) == names
+    assert independent.parent(dom, names[-1]) == names[-2]
+
+    run = run_playbook('modules_info_chain.yml', {'dom': dom, 'chain_length': len(names)}, args=['-v'])
+
+    assert run.recap()['localhost']['failed'] == 0
+    output = run.stdout + run.stderr
+    assert 'recursion' not in output.lower(), output[-3000:]
+    # the whole result was printed: its last node is in the output
+    assert '"name": "s199"' in run.stdout and '"depth": 199' in run.stdout, run.stdout[-3000:]
+    assert independent.snapshot_names(dom) == names  # read, not changed

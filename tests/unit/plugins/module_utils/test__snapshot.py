@@ -223,20 +223,39 @@ def _flat(name, parent):
     return {'name': name, 'parent': parent}
 
 
+def _node(name, depth, parent, children):
+    return {'name': name, 'depth': depth, 'parent': parent, 'children': children}
+
+
 def test_snapshot_tree():
     ordered = [_flat('base', None), _flat('a', 'base'), _flat('a1', 'a'), _flat('b', 'base'), _flat('other', None)]
     assert s.snapshot_tree(ordered) == [
-        {'name': 'base', 'children': [
-            {'name': 'a', 'children': [{'name': 'a1', 'children': []}]},
-            {'name': 'b', 'children': []},
-        ]},
-        {'name': 'other', 'children': []},
+        _node('base', 0, None, ['a', 'b']),
+        _node('a', 1, 'base', ['a1']),
+        _node('a1', 2, 'a', []),
+        _node('b', 1, 'base', []),
+        _node('other', 0, None, []),
     ]
+
+
+def test_snapshot_tree_is_depth_first_whatever_the_order_given():
+    # siblings keep the order given; descendants follow their parent at once
+    given = [_flat('r', None), _flat('x', 'r'), _flat('y', 'r'), _flat('x1', 'x'), _flat('y1', 'y')]
+    assert [(n['name'], n['depth']) for n in s.snapshot_tree(given)] == [
+        ('r', 0), ('x', 1), ('x1', 2), ('y', 1), ('y1', 2)]
+
+
+def test_snapshot_tree_of_a_long_chain_stays_flat():
+    chain = [_flat('s0', None)] + [_flat(f's{i}', f's{i - 1}') for i in range(1, 2000)]
+    tree = s.snapshot_tree(chain)
+    assert [n['depth'] for n in tree] == list(range(2000))
+    assert tree[-1] == _node('s1999', 1999, 's1998', [])
+    assert all(isinstance(child, str) for n in tree for child in n['children'])
 
 
 def test_snapshot_tree_of_a_part_makes_orphans_roots():
     # only part of the snapshots (a parent that is not in the list): the child becomes a root
-    assert s.snapshot_tree([_flat('child', 'gone')]) == [{'name': 'child', 'children': []}]
+    assert s.snapshot_tree([_flat('child', 'gone')]) == [_node('child', 0, None, [])]
     assert s.snapshot_tree([]) == []
 
 

@@ -82,10 +82,12 @@ def test_one_domain_current_tree_and_summary(run_module, tree_domain):
     name = tree_domain.name()
     result = run_module(snapshot_info, {'domain': name})
 
-    tree = [{'name': 'base', 'children': [
-        {'name': 'b', 'children': []},
-        {'name': 'a', 'children': [{'name': 'c', 'children': []}]},
-    ]}]
+    tree = [
+        {'name': 'base', 'depth': 0, 'parent': None, 'children': ['b', 'a']},
+        {'name': 'b', 'depth': 1, 'parent': 'base', 'children': []},
+        {'name': 'a', 'depth': 1, 'parent': 'base', 'children': ['c']},
+        {'name': 'c', 'depth': 2, 'parent': 'a', 'children': []},
+    ]
     assert result['current'] == 'c'
     assert result['tree'] == tree
     assert list(result['domains']) == [name]
@@ -117,7 +119,8 @@ def test_all_domains_in_name_order(run_module, make_domain):
     assert [(s['domain'], s['name']) for s in result['snapshots'] if s['domain'] in ours] == [
         (first.name(), 's1'), (second.name(), 's2-root'), (second.name(), 's2-child')]
     assert summary(result['domains'][first.name()]) == {'current': None, 'count': 1,
-                                                        'tree': [{'name': 's1', 'children': []}]}
+                                                        'tree': [{'name': 's1', 'depth': 0, 'parent': None,
+                                                                  'children': []}]}
     assert result['domains'][second.name()]['current'] == 's2-child'
     assert result['domains'][second.name()]['count'] == 2
     # the test driver's own domain is read too
