@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import uuid
-import xml.etree.ElementTree as ET
 
 import libvirt
 import pytest
@@ -27,25 +26,8 @@ def summary(domain_entry):
     return {key: domain_entry[key] for key in ('current', 'tree', 'count')}
 
 
-def add_snapshot(dom, name, epoch, parent=None, description=None, current=False):
-    """Define snapshot ``name`` of ``dom`` as if taken at ``epoch`` under ``parent``."""
-    root = ET.Element('domainsnapshot')
-    ET.SubElement(root, 'name').text = name
-    if description is not None:
-        ET.SubElement(root, 'description').text = description
-    ET.SubElement(root, 'state').text = 'shutoff'
-    ET.SubElement(root, 'creationTime').text = str(epoch)
-    if parent is not None:
-        ET.SubElement(ET.SubElement(root, 'parent'), 'name').text = parent
-    root.append(ET.fromstring(dom.XMLDesc(0)))
-    flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
-    if current:
-        flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
-    return dom.snapshotCreateXML(ET.tostring(root, encoding='unicode'), flags)
-
-
 @pytest.fixture
-def tree_domain(make_domain):
+def tree_domain(make_domain, add_snapshot):
     """A domain whose snapshots form   base -> (a -> c, b)   with c current.
 
     a and b are siblings with b older, and a's name sorts first, so an order
@@ -105,7 +87,7 @@ def test_domain_without_snapshots(run_module, make_domain):
     assert summary(result['domains'][dom.name()]) == {'current': None, 'tree': [], 'count': 0}
 
 
-def test_all_domains_in_name_order(run_module, make_domain):
+def test_all_domains_in_name_order(run_module, make_domain, add_snapshot):
     first, second = sorted((make_domain('shutoff', prefix='info'), make_domain('running', prefix='info')),
                            key=lambda d: d.name())
     add_snapshot(second, 's2-root', BASE_EPOCH)
@@ -145,7 +127,7 @@ def test_missing_name_is_an_empty_list(run_module, tree_domain):
     assert 'failed' not in result
 
 
-def test_name_without_domain_reads_every_domain(run_module, make_domain):
+def test_name_without_domain_reads_every_domain(run_module, make_domain, add_snapshot):
     with_it = [make_domain('shutoff', prefix='info'), make_domain('shutoff', prefix='info')]
     without_it = make_domain('shutoff', prefix='info')
     for dom in with_it:
@@ -166,7 +148,7 @@ HOSTILE = [
 ]
 
 
-def test_xml_hostile_names_and_descriptions_round_trip(run_module, make_domain):
+def test_xml_hostile_names_and_descriptions_round_trip(run_module, make_domain, add_snapshot):
     dom = make_domain('shutoff', prefix='info')
     for i, (name, description) in enumerate(HOSTILE):
         add_snapshot(dom, name, BASE_EPOCH + i, description=description)
@@ -192,7 +174,7 @@ def test_check_mode_reads_the_same(run_module, tree_domain):
     assert len(tree_domain.listAllSnapshots(0)) == 4
 
 
-def test_snapshot_deleted_while_read_is_left_out(make_domain, monkeypatch):
+def test_snapshot_deleted_while_read_is_left_out(make_domain, monkeypatch, add_snapshot):
     dom = make_domain('shutoff', prefix='info')
     add_snapshot(dom, 'stays', BASE_EPOCH)
     stale = add_snapshot(dom, 'goes', BASE_EPOCH + 1, parent='stays')
@@ -209,7 +191,7 @@ def test_snapshot_deleted_while_read_is_left_out(make_domain, monkeypatch):
     assert len(calls) == 2
 
 
-def test_snapshot_that_keeps_vanishing_is_an_error(make_domain, monkeypatch):
+def test_snapshot_that_keeps_vanishing_is_an_error(make_domain, monkeypatch, add_snapshot):
     dom = make_domain('shutoff', prefix='info')
     stale = add_snapshot(dom, 'goes', BASE_EPOCH)
     stale.delete(0)
@@ -219,7 +201,7 @@ def test_snapshot_that_keeps_vanishing_is_an_error(make_domain, monkeypatch):
     assert raised.value.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT
 
 
-def test_domain_undefined_while_all_are_read_is_skipped(run_module, make_domain, monkeypatch):
+def test_domain_undefined_while_all_are_read_is_skipped(run_module, make_domain, monkeypatch, add_snapshot):
     kept = make_domain('shutoff', prefix='info')
     add_snapshot(kept, 'k', BASE_EPOCH)
     gone = make_domain('shutoff', prefix='info')

@@ -22,22 +22,7 @@ DAY = 86400
 NOW = int(time.time())
 
 
-def add_snapshot(dom, name, epoch, parent=None, current=False):
-    """Define snapshot ``name`` of ``dom`` as if taken at ``epoch`` under ``parent``."""
-    root = ET.Element('domainsnapshot')
-    ET.SubElement(root, 'name').text = name
-    ET.SubElement(root, 'state').text = 'shutoff'
-    ET.SubElement(root, 'creationTime').text = str(epoch)
-    if parent is not None:
-        ET.SubElement(ET.SubElement(root, 'parent'), 'name').text = parent
-    root.append(ET.fromstring(dom.XMLDesc(0)))
-    flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
-    if current:
-        flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
-    return dom.snapshotCreateXML(ET.tostring(root, encoding='unicode'), flags)
-
-
-def add_chain(dom, items, parent=None):
+def add_chain(add_snapshot, dom, items, parent=None):
     """Snapshots one on top of the other, as a VM that is snapshotted now and then gets them.
 
     ``items``: (name, age in days), oldest first. The last one is current.
@@ -79,9 +64,9 @@ NON_MATCHING = ['base', 'manual-fix', 'pre-upgrade']
 
 
 @pytest.fixture
-def history_domain(make_domain):
+def history_domain(make_domain, add_snapshot):
     dom = make_domain('shutoff', prefix='prune')
-    add_chain(dom, HISTORY)
+    add_chain(add_snapshot, dom, HISTORY)
     return dom
 
 
@@ -179,9 +164,9 @@ def test_children_of_pruned_snapshots_survive(run_module, history_domain):
     assert history_domain.snapshotCurrent(0).getName() == 'pre-upgrade'
 
 
-def test_pruning_the_current_snapshot_moves_current_to_its_parent(run_module, make_domain):
+def test_pruning_the_current_snapshot_moves_current_to_its_parent(run_module, make_domain, add_snapshot):
     dom = make_domain('shutoff', prefix='prune')
-    add_chain(dom, [('keep', 3), ('tmp-1', 2), ('tmp-2', 1)])
+    add_chain(add_snapshot, dom, [('keep', 3), ('tmp-1', 2), ('tmp-2', 1)])
     result = run_module(snapshot_prune, {'domain': dom.name(), 'match': 'tmp-*', 'keep_last': 0})
     assert deleted_names(result) == ['tmp-1', 'tmp-2']
     assert names(dom) == ['keep']
@@ -189,7 +174,7 @@ def test_pruning_the_current_snapshot_moves_current_to_its_parent(run_module, ma
     assert dom.snapshotCurrent(0).getName() == 'keep'
 
 
-def test_same_second_ranks_children_after_parents(run_module, make_domain):
+def test_same_second_ranks_children_after_parents(run_module, make_domain, add_snapshot):
     dom = make_domain('shutoff', prefix='prune')
     # names sort the other way round from their age, and all share one creation second
     for name, parent in [('nightly-c', None), ('nightly-b', 'nightly-c'), ('nightly-a', 'nightly-b')]:
@@ -269,12 +254,12 @@ def test_failure_halfway_reports_what_was_deleted(run_module, run_failing, histo
 
 
 @pytest.fixture
-def batch(make_domain):
+def batch(make_domain, add_snapshot):
     """Three domains with a common random prefix, each with the same history."""
     prefix = f'prunebatch-{uuid.uuid4().hex[:6]}'
     doms = [make_domain('shutoff', prefix=prefix) for count in range(3)]
     for dom in doms:
-        add_chain(dom, HISTORY)
+        add_chain(add_snapshot, dom, HISTORY)
     return prefix, sorted(doms, key=lambda d: d.name())
 
 
