@@ -103,22 +103,27 @@ def ansible_env(collections_path: pathlib.Path) -> dict[str, str]:
 
 @pytest.fixture
 def run_playbook(ansible_env: dict[str, str], tmp_path: pathlib.Path) -> t.Callable[..., PlaybookRun]:
-    """run_playbook(playbook, extra_vars={}, check=False, diff=False, inventory=None, expect_rc=0, args=()).
+    """run_playbook(playbook, extra_vars={}, check=False, diff=False, inventory=None, expect_rc=0, args=(),
+    timeout=900, env=None, kvm_uri=URI).
 
     ``playbook`` is a file name under tests/integration/targets/ or a path.
     ``inventory`` defaults to localhost with the local connection and this Python
-    (which has libvirt-python). Fails the test, with the whole output, when the
+    (which has libvirt-python). ``env`` replaces the environment of ansible_env;
+    ``kvm_uri`` is passed as an extra variable unless None (the inventory or the
+    roles choose it then). Fails the test, with the whole output, when the
     return code is not ``expect_rc`` (None: any).
     """
 
     def run(playbook: str | os.PathLike, extra_vars: dict[str, t.Any] | None = None, check: bool = False,
             diff: bool = False, inventory: str | None = None, expect_rc: int | None = 0,
-            args: t.Sequence[str] = (), timeout: int = 900) -> PlaybookRun:
+            args: t.Sequence[str] = (), timeout: int = 900, env: dict[str, str] | None = None,
+            kvm_uri: str | None = URI) -> PlaybookRun:
         path = pathlib.Path(playbook)
         if not path.is_absolute():
             path = TARGETS / path
         vars_file = tmp_path / f'vars-{len(list(tmp_path.iterdir()))}.json'
-        vars_file.write_text(json.dumps(dict({'kvm_uri': URI}, **(extra_vars or {}))))
+        uri_var = {'kvm_uri': kvm_uri} if kvm_uri is not None else {}
+        vars_file.write_text(json.dumps(dict(uri_var, **(extra_vars or {}))))
         argv = [ANSIBLE_PLAYBOOK, str(path), '-e', f'@{vars_file}']
         if inventory is None:
             argv += ['-i', 'localhost,', '-c', 'local']
@@ -129,8 +134,8 @@ def run_playbook(ansible_env: dict[str, str], tmp_path: pathlib.Path) -> t.Calla
         if diff:
             argv.append('--diff')
         argv += list(args)
-        proc = subprocess.run(argv, env=ansible_env, cwd=str(REPO), capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(argv, env=ansible_env if env is None else env, cwd=str(REPO), capture_output=True,
+                              text=True, timeout=timeout, check=False)
         result = PlaybookRun(proc, argv)
         if expect_rc is not None:
             assert result.rc == expect_rc, repr(result)

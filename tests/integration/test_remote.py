@@ -23,13 +23,13 @@ addresses were logged in to.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
 import socket
 import subprocess
 import sys
-import time
 import typing as t
 
 import pytest
@@ -37,8 +37,6 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / 'playbooks'
 TARGETS = pathlib.Path(__file__).resolve().parent / 'targets'
-ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).with_name('ansible-playbook')) \
-    if pathlib.Path(sys.executable).with_name('ansible-playbook').exists() else 'ansible-playbook'
 
 sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 import sshd as sshd_tool  # noqa: E402  (tests/lab/sshd.py)
@@ -118,40 +116,10 @@ def fleet_inventory(path: pathlib.Path, remote: Remote, fleet: dict[str, str], h
         hypervisors={hv: hypervisor_vars(remote, address, hypervisor_python) for hv, address in HYPERVISORS.items()})
 
 
-class Run(t.NamedTuple):
-    rc: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def __repr__(self) -> str:
-        return f'<ansible-playbook rc={self.rc}>\n--- stdout ---\n{self.stdout[-12000:]}\n--- stderr ---\n{self.stderr[-3000:]}'
-
-    def recap(self) -> dict[str, dict[str, int]]:
-        hosts: dict[str, dict[str, int]] = {}
-        in_recap = False
-        for line in self.stdout.splitlines():
-            if line.startswith('PLAY RECAP'):
-                in_recap = True
-            elif in_recap and ':' in line and '=' in line:
-                host, counters = line.split(':', 1)
-                hosts[host.strip()] = {k: int(v) for k, v in (c.split('=') for c in counters.split())}
-        return hosts
-
-
-def run(remote: Remote, playbook: pathlib.Path, inventory: str, tmp_path: pathlib.Path,
-        extra_vars: dict[str, t.Any] | None = None, args: t.Sequence[str] = (), expect_rc: int | None = 0) -> Run:
-    """ansible-playbook with the test's environment (no kvm_uri of its own: the roles choose it)."""
-    vars_file = tmp_path / f'vars-{len(list(tmp_path.iterdir()))}.json'
-    vars_file.write_text(json.dumps(extra_vars or {}))
-    argv = [ANSIBLE_PLAYBOOK, str(playbook), '-i', inventory, '-e', f'@{vars_file}', *args]
-    start = time.monotonic()
-    proc = subprocess.run(argv, env=remote.env, cwd=str(REPO), capture_output=True, text=True, timeout=600,
-                          check=False)
-    result = Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
-    if expect_rc is not None:
-        assert result.rc == expect_rc, repr(result)
-    return result
+@pytest.fixture
+def run(run_playbook: t.Callable[..., t.Any], remote: Remote) -> t.Callable[..., t.Any]:
+    """run_playbook with the remote environment and no kvm_uri of its own: the roles choose it."""
+    return functools.partial(run_playbook, env=remote.env, kvm_uri=None, timeout=600)
 
 
 def snapshot_names(lab: t.Any, domain: str) -> set[str]:
@@ -167,7 +135,7 @@ def current_snapshot(lab: t.Any, domain: str) -> str:
 
 
 @pytest.mark.parametrize('mode', ['hypervisor', 'uri'])
-def test_fleet_guarded_change(mode, lab, fleet, remote, tmp_path):
+def test_fleet_guarded_change(mode, lab, fleet, remote, tmp_path, run):
     """guarded_change.yml over the fleet of three hypervisors, 6 forks, in one connection mode; one guest breaks.
 
     The broken guest is rolled back (its pre-change snapshot current, its broken state kept as the safety
@@ -183,7 +151,7 @@ def test_fleet_guarded_change(mode, lab, fleet, remote, tmp_path):
     assert all(snapshot_names(lab, dom) == set() for dom in fleet.values())
     log_mark = len(remote.sshd.log_text())
 
-    result = run(remote, PLAYBOOKS / 'guarded_change.yml', inventory, tmp_path, expect_rc=2, args=['--forks', '6'],
+    result = run(PLAYBOOKS / 'guarded_change.yml', inventory=inventory, expect_rc=2, args=['--forks', '6'],
                  extra_vars={'kvm_connection_mode': mode, 'kvm_change_tasks': str(TARGETS / 'remote_fleet' / 'change.yml'),
                              'kvm_change_id': change, 'remote_break': broken, 'kvm_serial': ['100%'],
                              'kvm_snapshot_jobs': 6, 'rollback_wait_for': 'none'})
@@ -215,14 +183,14 @@ def test_fleet_guarded_change(mode, lab, fleet, remote, tmp_path):
             assert snapshot_names(lab, dom) == set(), guest
             assert lab.qemu_img_snapshots(disk) == [], guest
 
-    cleaned = run(remote, PLAYBOOKS / 'cleanup_now.yml', inventory, tmp_path, args=['--forks', '6'],
+    cleaned = run(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory, args=['--forks', '6'],
                   extra_vars={'kvm_connection_mode': mode})
     assert f'{fleet[broken]}: deleted ' in cleaned.stdout
     assert all(snapshot_names(lab, dom) == set() for dom in fleet.values())
     assert lab.qemu_img_snapshots(lab.disk_paths(fleet[broken])[0]) == []
 
 
-def test_hypervisors_over_ssh_and_a_missing_binding(lab, fleet, remote, tmp_path):
+def test_hypervisors_over_ssh_and_a_missing_binding(lab, fleet, remote, tmp_path, run):
     """A play over the hypervisors themselves (Ansible over SSH, the module on each one), and a hypervisor
     whose Python lacks libvirt-python: the module's message names that interpreter and the fix, and the
     pre_change role passes it on, having changed nothing."""
@@ -234,7 +202,7 @@ def test_hypervisors_over_ssh_and_a_missing_binding(lab, fleet, remote, tmp_path
     owned = {hv: {fleet[f'{hv}-{vm}']: state for vm, state in VMS.items()} for hv in HYPERVISORS}
     owned['hvnolib'] = {}
 
-    result = run(remote, TARGETS / 'remote_hypervisors.yml', inventory, tmp_path, expect_rc=2, args=['--forks', '4'],
+    result = run(TARGETS / 'remote_hypervisors.yml', inventory=inventory, expect_rc=2, args=['--forks', '4'],
                  extra_vars={'remote_domains': owned})
     recap = result.recap()
     assert all(recap[hv]['failed'] == 0 and recap[hv]['ok'] >= 2 for hv in HYPERVISORS), result
@@ -244,7 +212,7 @@ def test_hypervisors_over_ssh_and_a_missing_binding(lab, fleet, remote, tmp_path
         assert needed in result.stdout, (needed, result)
     assert 'Traceback' not in result.stdout.split('fatal: [hvnolib]')[1].split('\n')[0]
 
-    role = run(remote, PLAYBOOKS / 'snapshot_now.yml', inventory, tmp_path, expect_rc=2,
+    role = run(PLAYBOOKS / 'snapshot_now.yml', inventory=inventory, expect_rc=2,
                extra_vars={'kvm_change_id': 'nolib'})
     assert 'cannot be read through qemu:///system (from hvnolib)' in role.stdout, role
     assert 'python3-libvirt' in role.stdout
@@ -263,7 +231,7 @@ def black_hole() -> t.Iterator[int]:
         listener.close()  # the ssh clients still waiting there get a reset and end
 
 
-def test_connection_failures_are_clear_and_bounded(lab, fleet, remote, black_hole, tmp_path):
+def test_connection_failures_are_clear_and_bounded(lab, fleet, remote, black_hole, tmp_path, run):
     """From the controller, through remote URIs: nothing listening, a refused login, a host key that is wrong
     and one that is unknown (ssh and libssh transports), and a host that never answers. Each fails with a plain
     message naming the problem; none waits longer than it should (the black hole: connect_timeout)."""
@@ -283,7 +251,7 @@ def test_connection_failures_are_clear_and_bounded(lab, fleet, remote, black_hol
     ]
     inventory = write_inventory(tmp_path / 'none.yml', remote, guests={}, hypervisors={})
     results = tmp_path / 'failures.json'
-    run(remote, TARGETS / 'remote_failures.yml', inventory, tmp_path,
+    run(TARGETS / 'remote_failures.yml', inventory=inventory,
         extra_vars={'remote_cases': cases, 'remote_results': str(results)})
     outcome = json.loads(results.read_text())
 
@@ -317,7 +285,7 @@ def test_connection_failures_are_clear_and_bounded(lab, fleet, remote, black_hol
         'hv1-vm1': {'kvm_domain': fleet['hv1-vm1'], 'kvm_hypervisor': 'hv1'},
         'badkey-vm': {'kvm_domain': fleet['hv1-vm2'], 'kvm_hypervisor': 'hvbadkey'},
     })
-    role = run(remote, PLAYBOOKS / 'snapshot_now.yml', inventory, tmp_path, expect_rc=2, args=['--check'],
+    role = run(PLAYBOOKS / 'snapshot_now.yml', inventory=inventory, expect_rc=2, args=['--check'],
                extra_vars={'kvm_connection_mode': 'uri', 'kvm_change_id': 'badkey'})
     recap = role.recap()
     assert recap['badkey-vm']['failed'] == 1 and recap['hv1-vm1']['failed'] == 0, role
