@@ -68,6 +68,11 @@ options:
   parallel:
     description:
       - In batch mode, how many domains are worked on at the same time.
+      - A snapshot with memory pauses its guest while QEMU writes the guest's RAM into the image, so each
+        one at once adds a paused guest writing to the hypervisor's storage. The default suits a hypervisor
+        that keeps serving its guests; raise it for small guests or fast storage (the benchmarks in the
+        repository gain about 5 % from 4 to 8 with 64 MiB guests on 2 CPUs).
+      - V(1) or less works on one domain after the other.
     type: int
     default: 4
 '''
