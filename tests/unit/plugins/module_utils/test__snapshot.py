@@ -301,25 +301,14 @@ def make_domain(conn):
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
 
-def redefine(dom, name, epoch, parent=None):
-    root = ET.Element('domainsnapshot')
-    ET.SubElement(root, 'name').text = name
-    ET.SubElement(root, 'state').text = 'shutoff'
-    ET.SubElement(root, 'creationTime').text = str(epoch)
-    if parent is not None:
-        ET.SubElement(ET.SubElement(root, 'parent'), 'name').text = parent
-    root.append(ET.fromstring(dom.XMLDesc(0)))
-    return dom.snapshotCreateXML(ET.tostring(root, encoding='unicode'), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
-
-
-def test_list_snapshots_parents_first_siblings_oldest_first(make_domain):
+def test_list_snapshots_parents_first_siblings_oldest_first(make_domain, add_snapshot):
     dom = make_domain()
     # defined in an order that is neither by age nor by name
-    redefine(dom, 'root', 100)
-    redefine(dom, 'z-old', 200, 'root')
-    redefine(dom, 'a-new', 300, 'root')
-    redefine(dom, 'z-old-child', 400, 'z-old')
-    redefine(dom, 'second-root', 50)
+    add_snapshot(dom, 'root', 100)
+    add_snapshot(dom, 'z-old', 200, 'root')
+    add_snapshot(dom, 'a-new', 300, 'root')
+    add_snapshot(dom, 'z-old-child', 400, 'z-old')
+    add_snapshot(dom, 'second-root', 50)
     listed = s.list_snapshots(dom)
     assert [x['name'] for x in listed] == ['second-root', 'root', 'z-old', 'z-old-child', 'a-new']
     by_name = {x['name']: x for x in listed}

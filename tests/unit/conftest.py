@@ -1,0 +1,35 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fixtures shared by every unit test."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+
+
+def redefine_snapshot(dom, name, epoch, parent=None, description=None, current=False):
+    """Define snapshot ``name`` of ``dom`` as if taken at ``epoch`` under ``parent`` (libvirt's REDEFINE)."""
+    root = ET.Element('domainsnapshot')
+    ET.SubElement(root, 'name').text = name
+    if description is not None:
+        ET.SubElement(root, 'description').text = description
+    ET.SubElement(root, 'state').text = 'shutoff'
+    ET.SubElement(root, 'creationTime').text = str(epoch)
+    if parent is not None:
+        ET.SubElement(ET.SubElement(root, 'parent'), 'name').text = parent
+    root.append(ET.fromstring(dom.XMLDesc(0)))
+    flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
+    if current:
+        flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
+    return dom.snapshotCreateXML(ET.tostring(root, encoding='unicode'), flags)
+
+
+@pytest.fixture
+def add_snapshot():
+    """add_snapshot(dom, name, epoch, parent=None, description=None, current=False) -> the snapshot, defined
+    with an explicit creation time (so ages and orders are known without waiting); make_domain removes it."""
+    return redefine_snapshot
