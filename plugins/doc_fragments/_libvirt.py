@@ -48,6 +48,28 @@ notes:
   - The module talks to libvirt through libvirt-python only; it never runs a shell or C(virsh).
 '''
 
+    # The limit on jobs at once per hypervisor, of the modules that run snapshot jobs.
+    JOBS = r'''
+options:
+  hypervisor_jobs:
+    description:
+      - At most this many jobs (take, revert or delete a snapshot) of kvm.snapshots modules at once against the
+        hypervisor of O(uri), counted across every module run on the machine that runs the module (the
+        hypervisor itself, or the controller that reaches hypervisors by remote URIs).
+      - A job waits for its turn for up to O(hypervisor_jobs_timeout) seconds. Looking things up, check mode and
+        runs that change nothing never wait.
+      - Unlike Ansible's C(throttle), which counts the tasks of a whole batch whatever hypervisor their guests
+        are on, this counts per hypervisor; runs of other users of the same machine are not counted.
+      - V(0) sets no limit.
+    type: int
+    default: 0
+  hypervisor_jobs_timeout:
+    description:
+      - Seconds a job waits for its turn under O(hypervisor_jobs) before the module fails, having changed nothing.
+    type: int
+    default: 3600
+'''
+
     # Batch options of the modules that act on many domains in one run.
     BATCH = r'''
 options:

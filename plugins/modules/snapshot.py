@@ -21,6 +21,7 @@ author:
   - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
+  - kvm.snapshots._libvirt.jobs
   - kvm.snapshots._libvirt.batch
   - kvm.snapshots._libvirt.attributes
 attributes:
@@ -191,6 +192,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     run_batch,
     with_diff,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
@@ -261,9 +263,10 @@ class SnapshotManager:
         if self.client.check_mode:
             return {'changed': True, 'snapshot': predicted, '_before': summary(None), '_after': summary(predicted)}
         resumed = resume_interrupted(dom, self.params['busy_timeout'])
-        facts, made = create_snapshot(dom, self.name, self.description, self.params['disk_only'],
-                                      self.params['quiesce'], is_local_uri(self.client.uri),
-                                      self.params['busy_timeout'], disks)
+        with job_slot(self.client, f'Snapshot "{self.name}" of domain "{dom.name()}"'):
+            facts, made = create_snapshot(dom, self.name, self.description, self.params['disk_only'],
+                                          self.params['quiesce'], is_local_uri(self.client.uri),
+                                          self.params['busy_timeout'], disks)
         # made is False when another run took the same name meanwhile: this run changed nothing
         result = {'changed': made, 'snapshot': facts, '_before': summary(None if made else facts),
                   '_after': summary(facts)}
@@ -345,7 +348,8 @@ class SnapshotManager:
         if not self.client.check_mode:
             flags = DELETE_CHILDREN if self.params['children'] else 0
             try:
-                retry_busy(lambda: snap.delete(flags), self.params['busy_timeout'])
+                with job_slot(self.client, f'Deleting snapshot "{self.name}" of domain "{dom.name()}"'):
+                    retry_busy(lambda: snap.delete(flags), self.params['busy_timeout'])
             except LibvirtError as exc:
                 if lookup_snapshot(dom, self.name) is not None:
                     raise SnapshotError(describe(exc, f'Deleting snapshot "{self.name}" of domain "{dom.name()}"'),
@@ -358,6 +362,7 @@ class SnapshotManager:
 def main() -> None:
     argument_spec = dict(
         BATCH_ARGUMENT_SPEC,
+        **JOBS_ARGUMENT_SPEC,
         name={'type': 'str', 'required': True},
         state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent']},
         description={'type': 'str'},

@@ -20,6 +20,7 @@ author:
   - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
+  - kvm.snapshots._libvirt.jobs
   - kvm.snapshots._libvirt.batch
   - kvm.snapshots._libvirt.attributes
 attributes:
@@ -152,6 +153,7 @@ unmatched:
   sample: ['db-*']
 '''
 
+import contextlib
 import fnmatch
 import time
 import typing as t
@@ -162,6 +164,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     run_batch,
     with_diff,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN_SNAPSHOT,
     AnsibleLibvirtModule,
@@ -244,20 +247,26 @@ class PruneManager:
         deleted: list[dict[str, t.Any]] = []
         gone: set[str] = set()
         failure = None
-        for snap in to_delete:
-            if not self.client.check_mode:
-                try:
-                    if not self._delete(dom, snap['name']):
-                        gone.add(snap['name'])  # another run deleted it meanwhile: nothing to do
-                        continue
-                except SnapshotError as exc:
-                    failure = exc.msg
-                    if deleted:
-                        failure += (f' (deleted before that: {", ".join(d["name"] for d in deleted)};'
-                                    ' a re-run continues from here)')
-                    break
-            deleted.append(brief(snap))
-            gone.add(snap['name'])
+        slot = job_slot(self.client, f'Pruning the snapshots of domain "{domain}"') if to_delete \
+            else contextlib.nullcontext(0.0)
+        try:
+            with slot:
+                for snap in to_delete:
+                    if not self.client.check_mode:
+                        try:
+                            if not self._delete(dom, snap['name']):
+                                gone.add(snap['name'])  # another run deleted it meanwhile: nothing to do
+                                continue
+                        except SnapshotError as exc:
+                            failure = exc.msg
+                            if deleted:
+                                failure += (f' (deleted before that: {", ".join(d["name"] for d in deleted)};'
+                                            ' a re-run continues from here)')
+                            break
+                    deleted.append(brief(snap))
+                    gone.add(snap['name'])
+        except SnapshotError as exc:  # no turn under hypervisor_jobs: nothing was deleted
+            failure = exc.msg
         before = [s['name'] for s in snapshots]
         result: dict[str, t.Any] = {
             'domain': domain,
@@ -289,6 +298,7 @@ class PruneManager:
 def main() -> None:
     argument_spec = dict(
         BATCH_ARGUMENT_SPEC,
+        **JOBS_ARGUMENT_SPEC,
         match={'type': 'str', 'required': True},
         keep_last={'type': 'int'},
         older_than={'type': 'str'},

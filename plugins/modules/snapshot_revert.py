@@ -18,6 +18,7 @@ author:
   - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
+  - kvm.snapshots._libvirt.jobs
   - kvm.snapshots._libvirt.attributes
 attributes:
   check_mode:
@@ -150,6 +151,7 @@ safety_snapshot_created:
 
 import typing as t
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
@@ -213,15 +215,16 @@ class RevertManager:
 
         before = {'current': self._current_name(dom), 'state': domain_state(dom)}
         expected = self._expected_state(target)
-        safety, created = self._safety(dom)
-        result: dict[str, t.Any] = {
-            'changed': True, 'domain': self.domain_name, 'snapshot': dict(target, current=True),
-            'state': expected, 'safety_snapshot': safety, 'safety_snapshot_created': created,
-        }
-        if not self.client.check_mode:
-            self._revert(dom, snap)
-            result['snapshot'] = snapshot_facts(lookup_snapshot(dom, target['name']) or snap, self.domain_name)
-            result['state'] = domain_state(dom)
+        with job_slot(self.client, f'Reverting domain "{self.domain_name}" to snapshot "{target["name"]}"'):
+            safety, created = self._safety(dom)
+            result: dict[str, t.Any] = {
+                'changed': True, 'domain': self.domain_name, 'snapshot': dict(target, current=True),
+                'state': expected, 'safety_snapshot': safety, 'safety_snapshot_created': created,
+            }
+            if not self.client.check_mode:
+                self._revert(dom, snap)
+                result['snapshot'] = snapshot_facts(lookup_snapshot(dom, target['name']) or snap, self.domain_name)
+                result['state'] = domain_state(dom)
         if self.client.diff_mode:
             result['diff'] = {'before': before, 'after': {'current': target['name'], 'state': result['state']}}
         return result
@@ -328,6 +331,7 @@ class RevertManager:
 
 def main() -> None:
     argument_spec = {
+        **JOBS_ARGUMENT_SPEC,
         'domain': {'type': 'str', 'required': True},
         'name': {'type': 'str'},
         'state_after': {'type': 'str', 'default': 'as_snapshot',

@@ -1,0 +1,144 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the kvm.snapshots collection.
+# It may change without notice; do not use it from other collections.
+
+"""A limit on the jobs that run at once against one hypervisor, across module runs.
+
+Ansible's ``throttle`` counts the tasks of a play's batch, whatever hypervisor
+each guest is on. This limit counts the jobs (snapshot, revert, delete) that
+kvm.snapshots modules run at once against one hypervisor: each job holds one
+of ``limit`` slots, lock files on the machine that runs the modules (the
+hypervisor itself, or the controller that reaches it by a remote URI), named
+after the hypervisor of the URI. ``flock`` locks go with the process that holds
+them, so a module that is killed frees its slot at once: nothing is ever left
+locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import tempfile
+import time
+import typing as t
+from urllib.parse import urlsplit
+
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
+
+JOBS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    'hypervisor_jobs': {'type': 'int', 'default': 0},
+    'hypervisor_jobs_timeout': {'type': 'int', 'default': 3600},
+}
+
+# Where the slots live: /run/lock when it can be written (root on the hypervisor), else a folder of
+# the user's in the temporary directory. Runs of different users do not count against each other.
+SYSTEM_LOCK_DIR = '/run/lock/kvm.snapshots'
+
+
+def hypervisor_key(uri: str) -> str:
+    """What names the hypervisor of a URI: its host (empty for this machine) and path, without the
+    transport, user, port or query, so that qemu+ssh:// and qemu+tls:// to one host count together."""
+    parts = urlsplit(uri)
+    host = (parts.hostname or '').lower()
+    if host == 'localhost':
+        host = ''
+    driver = parts.scheme.split('+', 1)[0]
+    return f'{driver}://{host}{parts.path or "/"}'
+
+
+def lock_dir() -> str:
+    """The folder of the slot files, made on first use (mode 0700 when it is the user's own)."""
+    if os.access(os.path.dirname(SYSTEM_LOCK_DIR), os.W_OK):
+        path, mode = SYSTEM_LOCK_DIR, 0o755
+    else:
+        path, mode = os.path.join(tempfile.gettempdir(), f'kvm.snapshots-{os.getuid()}'), 0o700
+    try:
+        os.makedirs(path, mode=mode, exist_ok=True)
+    except OSError as exc:
+        raise SnapshotError(f'Cannot make the folder {path} for the hypervisor_jobs limit: {exc.strerror}. '
+                            'Leave hypervisor_jobs at 0, or make the folder writable.') from None
+    return path
+
+
+class HypervisorJobs:
+    """At most ``limit`` jobs at once against the hypervisor of ``uri``; ``limit`` 0 or less: no limit.
+
+    ``slot()`` waits, for up to ``timeout`` seconds, until fewer than ``limit`` jobs hold one.
+    """
+
+    POLL_MIN = 0.05
+    POLL_MAX = 1.0
+
+    def __init__(self, uri: str, limit: int, timeout: float, directory: str | None = None) -> None:
+        self.uri = uri
+        self.limit = limit
+        self.timeout = timeout
+        self.key = hypervisor_key(uri)
+        self._directory = directory
+
+    def _paths(self) -> list[str]:
+        directory = self._directory or lock_dir()
+        digest = hashlib.sha256(self.key.encode('utf-8')).hexdigest()[:16]
+        return [os.path.join(directory, f'{digest}.{index}.lock') for index in range(self.limit)]
+
+    @staticmethod
+    def _try_lock(path: str) -> int | None:
+        """An open, locked descriptor of ``path``; None when another job holds it."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return None
+            raise
+        return fd
+
+    @contextlib.contextmanager
+    def slot(self, what: str) -> t.Iterator[float]:
+        """Hold a slot for the block; yields the seconds waited for it. ``what``: the job, for messages."""
+        if self.limit <= 0:
+            yield 0.0
+            return
+        paths = self._paths()
+        started = time.monotonic()
+        delay = self.POLL_MIN
+        while True:
+            for path in paths:
+                try:
+                    fd = self._try_lock(path)
+                except OSError as exc:
+                    raise SnapshotError(f'Cannot use {path} for the hypervisor_jobs limit: {exc.strerror}. '
+                                        'Leave hypervisor_jobs at 0, or make the file usable.') from None
+                if fd is not None:
+                    try:
+                        yield time.monotonic() - started
+                    finally:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                        os.close(fd)
+                    return
+            waited = time.monotonic() - started
+            if waited + delay > self.timeout:
+                raise SnapshotError(
+                    f'{what}: {self.limit} other job(s) of kvm.snapshots modules kept the hypervisor of '
+                    f'{self.key} busy for {waited:.0f} seconds (hypervisor_jobs={self.limit}), so this one was not '
+                    f'started. Nothing was changed. Re-run when they are done, or raise hypervisor_jobs or '
+                    'hypervisor_jobs_timeout.')
+            time.sleep(delay)
+            delay = min(delay * 2, self.POLL_MAX)
+
+
+def job_slot(client: t.Any, what: str) -> t.ContextManager[float]:
+    """A slot under the module's ``hypervisor_jobs`` limit for one job that changes something; no wait in
+    check mode, or when the module has no limit."""
+    params = client.params
+    limit = params.get('hypervisor_jobs') or 0
+    if client.check_mode or limit <= 0:
+        return contextlib.nullcontext(0.0)
+    return HypervisorJobs(client.uri, limit, params.get('hypervisor_jobs_timeout') or 0).slot(what)
