@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import typing as t
 import xml.etree.ElementTree as ET
@@ -746,6 +747,63 @@ def test_module_killed_during_delete(system, module):
 # --------------------------------------------------------------------------
 # Concurrency
 # --------------------------------------------------------------------------
+
+class BusyWatch:
+    """Counts, from libvirt directly (a thread polling virDomainGetControlInfo), how many of some domains have a
+    libvirt job at the same time; the most seen is ``most``."""
+
+    def __init__(self, doms: list[t.Any]) -> None:
+        self.doms = doms
+        self.most = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.most = max(self.most, sum(1 for dom in self.doms if job_active(dom)))
+            time.sleep(0.005)
+
+    def __enter__(self) -> BusyWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: t.Any) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.mark.parametrize('limit', [0, 1])
+def test_hypervisor_jobs_limit_separate_runs(limit, system, ram_blob, module):
+    """Three runs at once, one heavy domain each. The QEMU of the first domain whose snapshot starts is frozen
+    in the middle of it: with hypervisor_jobs=1 the other two runs wait for their turn (libvirt shows no other
+    job) and take their snapshots once it is over; without a limit their jobs run meanwhile (which shows that
+    the watch sees jobs at the same time)."""
+    doms = [system.make(f'jobs{limit}-{i}', heavy_blob=ram_blob) for i in range(3)]
+    handles = [system.dom(name) for name, _disk in doms]
+    with BusyWatch(handles) as watch:
+        runs = [module('snapshot', {'domain': name, 'name': 'nightly', 'uri': system.uri, 'hypervisor_jobs': limit})
+                for name, _disk in doms]
+        first = wait_until(lambda: next((h for h in handles if job_active(h)), None), 120, 'a first snapshot job')
+        others = [run for run, handle in zip(runs, handles) if handle is not first]
+        with frozen_mid_job(system.qemu_pid(first.name()), first, 'the first snapshot job'):
+            if limit:
+                wait_until(lambda: all(run.module_running() for run in others), 60, 'the other runs to reach the module',
+                           0.1)
+                time.sleep(2)
+                assert watch.most == 1, f'{watch.most} snapshot jobs ran at once under hypervisor_jobs=1'
+                assert all(run.rc is None for run in others)
+            else:
+                wait_until(lambda: watch.most >= 2, 120, 'another snapshot job while the first one is frozen')
+        results = [ok(run) for run in runs]
+    assert all(result['changed'] for result in results)
+    if limit:
+        assert watch.most == 1, f'{watch.most} snapshot jobs ran at once under hypervisor_jobs=1'
+    for name, disk in doms:
+        assert snapshot_names(system.uri, name) == ['nightly']
+        assert image_tags(disk) == ['nightly']
+        assert domstate(system.uri, name) == 'running (unpaused)'
+        image_intact(disk)
+
 
 def test_concurrent_runs_on_one_domain(system, ram_blob, module):
     """While one run takes a snapshot, a second run asking for the same name waits for it and reports no change
