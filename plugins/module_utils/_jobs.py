@@ -24,6 +24,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import stat
 import tempfile
 import time
 import typing as t
@@ -36,8 +37,8 @@ JOBS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     'hypervisor_jobs_timeout': {'type': 'int', 'default': 3600},
 }
 
-# Where the slots live: /run/lock when it can be written (root on the hypervisor), else a folder of
-# the user's in the temporary directory. Runs of different users do not count against each other.
+# Where the slots live: /run/lock for root (the usual user of a hypervisor's libvirt), else a folder of
+# the user's own in the temporary directory. Runs of different users do not count against each other.
 SYSTEM_LOCK_DIR = '/run/lock/kvm.snapshots'
 
 
@@ -52,17 +53,26 @@ def hypervisor_key(uri: str) -> str:
     return f'{driver}://{host}{parts.path or "/"}'
 
 
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
 def lock_dir() -> str:
     """The folder of the slot files, made on first use (mode 0700 when it is the user's own)."""
-    if os.access(os.path.dirname(SYSTEM_LOCK_DIR), os.W_OK):
+    if _is_root() and os.path.isdir(os.path.dirname(SYSTEM_LOCK_DIR)):
         path, mode = SYSTEM_LOCK_DIR, 0o755
     else:
-        path, mode = os.path.join(tempfile.gettempdir(), f'kvm.snapshots-{os.getuid()}'), 0o700
+        path, mode = os.path.join(tempfile.gettempdir(), f'kvm.snapshots-{os.geteuid()}'), 0o700
     try:
         os.makedirs(path, mode=mode, exist_ok=True)
+        info = os.lstat(path)
     except OSError as exc:
         raise SnapshotError(f'Cannot make the folder {path} for the hypervisor_jobs limit: {exc.strerror}. '
                             'Leave hypervisor_jobs at 0, or make the folder writable.') from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        # in a shared temporary directory, another user may have made it first
+        raise SnapshotError(f'{path}, the folder for the hypervisor_jobs limit, is not a folder of this user '
+                            f'(uid {os.geteuid()}); remove it, or leave hypervisor_jobs at 0.')
     return path
 
 
@@ -90,7 +100,7 @@ class HypervisorJobs:
     @staticmethod
     def _try_lock(path: str) -> int | None:
         """An open, locked descriptor of ``path``; None when another job holds it."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -127,9 +127,29 @@ def test_slot_files_are_private(tmp_path):
     assert len(modes) == 1 and set(modes.values()) == {0o600}, modes
 
 
+def test_lock_dir_of_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(_jobs, 'SYSTEM_LOCK_DIR', str(tmp_path / 'lock' / 'kvm.snapshots'))
+    monkeypatch.setattr(_jobs, '_is_root', lambda: True)
+    (tmp_path / 'lock').mkdir()
+    assert _jobs.lock_dir() == str(tmp_path / 'lock' / 'kvm.snapshots')
+
+
 def test_lock_dir_of_an_unprivileged_user(tmp_path, monkeypatch):
-    monkeypatch.setattr(_jobs, 'SYSTEM_LOCK_DIR', str(tmp_path / 'not-writable' / 'kvm.snapshots'))
+    # /run/lock is writable by everyone on Debian, but root's folder in it is not: others use their own
+    monkeypatch.setattr(_jobs, 'SYSTEM_LOCK_DIR', str(tmp_path / 'lock' / 'kvm.snapshots'))
+    monkeypatch.setattr(_jobs, '_is_root', lambda: False)
     monkeypatch.setattr(_jobs.tempfile, 'gettempdir', lambda: str(tmp_path))
+    (tmp_path / 'lock').mkdir()
     path = _jobs.lock_dir()
-    assert path == str(tmp_path / f'kvm.snapshots-{os.getuid()}')
+    assert path == str(tmp_path / f'kvm.snapshots-{os.geteuid()}')
     assert os.stat(path).st_mode & 0o777 == 0o700
+
+
+def test_lock_dir_made_by_someone_else_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(_jobs, 'SYSTEM_LOCK_DIR', str(tmp_path / 'lock' / 'kvm.snapshots'))
+    monkeypatch.setattr(_jobs, '_is_root', lambda: False)
+    monkeypatch.setattr(_jobs.tempfile, 'gettempdir', lambda: str(tmp_path))
+    (tmp_path / 'elsewhere').mkdir()
+    (tmp_path / f'kvm.snapshots-{os.geteuid()}').symlink_to(tmp_path / 'elsewhere')
+    with pytest.raises(SnapshotError, match='is not a folder of this user'):
+        _jobs.lock_dir()
