@@ -128,6 +128,15 @@ EXAMPLES = r'''
     uri: qemu+ssh://root@hv1.example.com/system
     domain: web1
     name: pre-upgrade
+
+# A play over the guests, each on its hypervisor (kvm_hypervisor): Ansible runs many at once,
+# but no hypervisor ever has more than two of these snapshots in progress.
+- name: Snapshot each guest on its hypervisor, two at a time per hypervisor
+  kvm.snapshots.snapshot:
+    domain: "{{ inventory_hostname }}"
+    name: pre-upgrade
+    hypervisor_jobs: 2
+  delegate_to: "{{ kvm_hypervisor }}"
 '''
 
 RETURN = r'''
