@@ -11,6 +11,17 @@ import libvirt
 import pytest
 
 
+TEST_URI = 'test:///default'
+
+
+@pytest.fixture
+def conn():
+    """A connection to libvirt's test driver, which keeps its state while a connection is open in the process."""
+    connection = libvirt.open(TEST_URI)
+    yield connection
+    connection.close()
+
+
 def redefine_snapshot(dom, name, epoch, parent=None, description=None, current=False):
     """Define snapshot ``name`` of ``dom`` as if taken at ``epoch`` under ``parent`` (libvirt's REDEFINE)."""
     root = ET.Element('domainsnapshot')

@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 
-import libvirt
 import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
@@ -28,13 +27,6 @@ DOMAIN_XML = """<domain type='test'>
   <vcpu>1</vcpu>
   <os><type arch='x86_64'>hvm</type></os>
 </domain>"""
-
-
-@pytest.fixture
-def conn():
-    connection = libvirt.open(TEST_URI)  # keeps the test driver's state while the test runs
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

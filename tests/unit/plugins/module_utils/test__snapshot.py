@@ -281,13 +281,6 @@ DOMAIN_XML = """<domain type='test'>
 
 
 @pytest.fixture
-def conn():
-    connection = libvirt.open(TEST_URI)  # keeps the test driver's state while the test runs
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
 def make_domain(conn):
     made = []
 

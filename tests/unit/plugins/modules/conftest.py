@@ -47,13 +47,6 @@ class ModuleFailed(Exception):
 
 
 @pytest.fixture
-def conn():
-    connection = libvirt.open(TEST_URI)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
 def make_domain(conn):
     """make_domain(state='running'|'paused'|'shutoff', fmt='qcow2', agent=False) -> libvirt domain, unique name."""
     made = []
