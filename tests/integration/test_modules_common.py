@@ -1,7 +1,7 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Shared helpers of the test_modules_* and test_disaster integration tests (this file holds no tests).
+"""Shared helpers of the integration tests (this file holds no tests).
 
 ``Independent`` reads the outcome of a test with clients other than the
 collection's own modules: ``virsh`` (through the lab), ``qemu-img`` and
@@ -26,6 +26,20 @@ def run(argv: list[str], check: bool = True, timeout: int = 120) -> subprocess.C
     if check:
         assert proc.returncode == 0, f'{argv}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}'
     return proc
+
+
+def snapshot_names(lab: t.Any, domain: str) -> set[str]:
+    """The snapshot names of a domain, as ``virsh snapshot-list --name`` gives them (a set)."""
+    cp = lab.virsh('snapshot-list', domain, '--name')
+    assert cp.returncode == 0, cp.stderr
+    return {line.strip() for line in cp.stdout.splitlines() if line.strip()}
+
+
+def current_snapshot(lab: t.Any, domain: str) -> str:
+    """``virsh snapshot-current --name``: the current snapshot of a domain."""
+    cp = lab.virsh('snapshot-current', domain, '--name')
+    assert cp.returncode == 0, cp.stderr
+    return cp.stdout.strip()
 
 
 class Independent:

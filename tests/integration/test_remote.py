@@ -34,6 +34,8 @@ import typing as t
 
 import pytest
 
+from test_modules_common import current_snapshot, snapshot_names
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / 'playbooks'
 TARGETS = pathlib.Path(__file__).resolve().parent / 'targets'
@@ -120,18 +122,6 @@ def fleet_inventory(path: pathlib.Path, remote: Remote, fleet: dict[str, str], h
 def run(run_playbook: t.Callable[..., t.Any], remote: Remote) -> t.Callable[..., t.Any]:
     """run_playbook with the remote environment and no kvm_uri of its own: the roles choose it."""
     return functools.partial(run_playbook, env=remote.env, kvm_uri=None, timeout=600)
-
-
-def snapshot_names(lab: t.Any, domain: str) -> set[str]:
-    cp = lab.virsh('snapshot-list', domain, '--name')
-    assert cp.returncode == 0, cp.stderr
-    return {line.strip() for line in cp.stdout.splitlines() if line.strip()}
-
-
-def current_snapshot(lab: t.Any, domain: str) -> str:
-    cp = lab.virsh('snapshot-current', domain, '--name')
-    assert cp.returncode == 0, cp.stderr
-    return cp.stdout.strip()
 
 
 @pytest.mark.parametrize('mode', ['hypervisor', 'uri'])

@@ -21,6 +21,8 @@ import typing as t
 
 import pytest
 
+from test_modules_common import current_snapshot, snapshot_names
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / 'playbooks'
 FLEET = pathlib.Path(__file__).resolve().parent / 'targets' / 'roles_fleet'
@@ -35,19 +37,6 @@ def write_inventory(path: pathlib.Path, guests: dict[str, dict[str, t.Any]]) -> 
     }}}
     path.write_text(json.dumps(inventory, indent=2))  # JSON is YAML
     return str(path)
-
-
-def snapshot_names(lab: t.Any, domain: str) -> set[str]:
-    """Snapshot names as virsh lists them."""
-    cp = lab.virsh('snapshot-list', domain, '--name')
-    assert cp.returncode == 0, cp.stderr
-    return {line.strip() for line in cp.stdout.splitlines() if line.strip()}
-
-
-def current_snapshot(lab: t.Any, domain: str) -> str:
-    cp = lab.virsh('snapshot-current', domain, '--name')
-    assert cp.returncode == 0, cp.stderr
-    return cp.stdout.strip()
 
 
 def in_guest(lab: t.Any, domain: str, *argv: str) -> tuple[int, str, str]:
