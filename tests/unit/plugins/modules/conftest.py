@@ -48,12 +48,16 @@ class ModuleFailed(Exception):
 
 @pytest.fixture
 def make_domain(conn):
-    """make_domain(state='running'|'paused'|'shutoff', fmt='qcow2', agent=False) -> libvirt domain, unique name."""
+    """make_domain(state='running'|'paused'|'shutoff', fmt='qcow2', prefix='unit', agent=False, xml=None) -> libvirt
+    domain with a unique name; ``xml(name)``, when given, makes its XML instead of the one-disk default."""
     made = []
 
-    def make(state='running', fmt='qcow2', prefix='unit', agent=False):
+    def make(state='running', fmt='qcow2', prefix='unit', agent=False, xml=None):
         name = f'{prefix}-{uuid.uuid4().hex[:8]}'
-        dom = conn.defineXML(DOMAIN_XML.format(name=name, fmt=fmt, channel=AGENT_CHANNEL_XML if agent else ''))
+        if xml is None:
+            dom = conn.defineXML(DOMAIN_XML.format(name=name, fmt=fmt, channel=AGENT_CHANNEL_XML if agent else ''))
+        else:
+            dom = conn.defineXML(xml(name))
         made.append(name)
         if state in ('running', 'paused'):
             dom.create()

@@ -10,7 +10,6 @@ creationTime and parent), so the expected order and tree are known exactly.
 from __future__ import annotations
 
 import os
-import uuid
 
 import libvirt
 import pytest
@@ -255,27 +254,15 @@ AGENT_CHANNEL_XML = ("<channel type='unix'><source mode='bind'/>"
 
 
 @pytest.fixture
-def facts_domain(conn, tmp_path):
+def facts_domain(make_domain, tmp_path):
     """facts_domain(state, channel=True) -> a domain with a qcow2 disk, a raw disk left out of snapshots,
     a CD-ROM, a disk in a directory that does not exist, and (with channel) a guest agent channel."""
-    made = []
 
     def make(state='running', channel=True):
-        name = f'facts-{uuid.uuid4().hex[:8]}'
-        dom = conn.defineXML(FACTS_XML.format(name=name, directory=tmp_path,
-                                              channel=AGENT_CHANNEL_XML if channel else ''))
-        made.append(dom)
-        if state in ('running', 'paused'):
-            dom.create()
-        if state == 'paused':
-            dom.suspend()
-        return dom
+        return make_domain(state, prefix='facts', xml=lambda name: FACTS_XML.format(
+            name=name, directory=tmp_path, channel=AGENT_CHANNEL_XML if channel else ''))
 
-    yield make
-    for dom in made:
-        if dom.isActive():
-            dom.destroy()
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+    return make
 
 
 @pytest.mark.parametrize('state', ['running', 'paused', 'shutoff'])
