@@ -153,7 +153,6 @@ unmatched:
   sample: ['db-*']
 '''
 
-import contextlib
 import fnmatch
 import time
 import typing as t
@@ -247,26 +246,12 @@ class PruneManager:
         deleted: list[dict[str, t.Any]] = []
         gone: set[str] = set()
         failure = None
-        slot = job_slot(self.client, f'Pruning the snapshots of domain "{domain}"') if to_delete \
-            else contextlib.nullcontext(0.0)
-        try:
-            with slot:
-                for snap in to_delete:
-                    if not self.client.check_mode:
-                        try:
-                            if not self._delete(dom, snap['name']):
-                                gone.add(snap['name'])  # another run deleted it meanwhile: nothing to do
-                                continue
-                        except SnapshotError as exc:
-                            failure = exc.msg
-                            if deleted:
-                                failure += (f' (deleted before that: {", ".join(d["name"] for d in deleted)};'
-                                            ' a re-run continues from here)')
-                            break
-                    deleted.append(brief(snap))
-                    gone.add(snap['name'])
-        except SnapshotError as exc:  # no turn under hypervisor_jobs: nothing was deleted
-            failure = exc.msg
+        if to_delete:
+            try:
+                with job_slot(self.client, f'Pruning the snapshots of domain "{domain}"'):
+                    failure = self._delete_each(dom, to_delete, deleted, gone)
+            except SnapshotError as exc:  # no turn under hypervisor_jobs: nothing was deleted
+                failure = exc.msg
         before = [s['name'] for s in snapshots]
         result: dict[str, t.Any] = {
             'domain': domain,
@@ -279,6 +264,25 @@ class PruneManager:
         if failure is not None:
             result.update(failed=True, msg=failure)
         return result
+
+    def _delete_each(self, dom: t.Any, to_delete: list[dict[str, t.Any]], deleted: list[dict[str, t.Any]],
+                     gone: set[str]) -> str | None:
+        """Delete the snapshots in order (check mode: only count them), adding to ``deleted`` and ``gone``;
+        stops at the first refusal and returns its message, which lists what was deleted before it."""
+        for snap in to_delete:
+            if not self.client.check_mode:
+                try:
+                    if not self._delete(dom, snap['name']):
+                        gone.add(snap['name'])  # another run deleted it meanwhile: nothing to do
+                        continue
+                except SnapshotError as exc:
+                    if deleted:
+                        return (f'{exc.msg} (deleted before that: {", ".join(d["name"] for d in deleted)};'
+                                ' a re-run continues from here)')
+                    return exc.msg
+            deleted.append(brief(snap))
+            gone.add(snap['name'])
+        return None
 
     def _delete(self, dom: t.Any, name: str) -> bool:
         """Delete snapshot ``name`` alone (its children go to its parent); False when it no longer exists."""
