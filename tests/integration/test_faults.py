@@ -545,10 +545,15 @@ def private_libvirtd(lab) -> t.Iterator[PrivateLibvirtd]:
 
 
 @pytest.fixture
-def private_blob(private_libvirtd, ram_blob) -> str:
-    """The random RAM blob where QEMU running as nobody can read it."""
+def private_blob(private_libvirtd, ram_blob) -> t.Iterator[str]:
+    """The random RAM blob where QEMU running as nobody can read it. At the end of the test, the last lines
+    libvirtd and QEMU logged are printed: pytest shows them when the test failed."""
     assert mode(ram_blob) & 0o004 and mode(os.path.dirname(ram_blob)) & 0o001
-    return ram_blob
+    yield ram_blob
+    for log in sorted((private_libvirtd.base / 'cache' / 'libvirt').rglob('*.log')):
+        with contextlib.suppress(OSError):
+            lines = log.read_text(errors='replace').splitlines()
+            print(f'===== the last lines of {log}', *lines[-40:], sep='\n')
 
 
 # --------------------------------------------------------------------------
