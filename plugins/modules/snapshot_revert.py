@@ -170,6 +170,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     check_monitor_name,
     check_revert_possible,
     create_snapshot,
+    domain_disks,
     domain_state,
     is_local_uri,
     list_snapshots,
@@ -275,16 +276,18 @@ class RevertManager:
             self.client.module.warn(f'Safety snapshot "{self.safety_name}" of "{self.domain_name}" exists already '
                                     '(an earlier run took it); it is kept and not taken again.')
             return snapshot_facts(existing, self.domain_name), False
-        check_internal_possible(dom)
+        disks = domain_disks(dom)  # read once for the checks and the snapshot
+        check_internal_possible(dom, disks)
         if domain_state(dom) in ('running', 'paused'):
             check_monitor_name(dom, self.safety_name)
             if is_local_uri(self.client.uri):
-                check_free_space(dom)
+                check_free_space(dom, disks)
         if self.client.check_mode:
             return {'name': self.safety_name, 'domain': self.domain_name,
                     'description': self.params['safety_description'], 'location': 'internal'}, True
         return create_snapshot(dom, self.safety_name, self.params['safety_description'],
-                               local=is_local_uri(self.client.uri), busy_timeout=self.params['busy_timeout'])
+                               local=is_local_uri(self.client.uri), busy_timeout=self.params['busy_timeout'],
+                               disks=disks)
 
     def _revert(self, dom: t.Any, snap: t.Any) -> None:
         wanted = self.params['state_after']
