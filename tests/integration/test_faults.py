@@ -137,17 +137,23 @@ def _pids() -> list[int]:
     return [int(p) for p in os.listdir('/proc') if p.isdigit()]
 
 
-def _proc_state(pid: int | str) -> str | None:
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first); None when the process is gone."""
     try:
         with open(f'/proc/{pid}/stat', encoding='utf-8') as handle:
-            return handle.read().rsplit(')', 1)[1].split()[0]
+            return handle.read().rsplit(')', 1)[1].split()
     except (OSError, IndexError):
         return None
 
 
+def _proc_state(pid: int | str) -> str | None:
+    fields = _proc_stat(pid)
+    return fields[0] if fields else None
+
+
 def _cpu_ticks(pid: int) -> int:
-    with open(f'/proc/{pid}/stat', encoding='utf-8') as handle:
-        fields = handle.read().rsplit(')', 1)[1].split()
+    fields = _proc_stat(pid)
+    assert fields, f'process {pid} is gone'
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
