@@ -54,10 +54,26 @@ REVERT_FORCE = 4
 _CONTROL = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
 
 
+# libvirt keeps the record of a snapshot in the file "<name>.xml", written as "<name>.xml.new" first; a file
+# name has at most 255 bytes (NAME_MAX), so a longer name fails after QEMU or qemu-img made the snapshot
+# ("unable to save metadata"), leaving it unrecorded in the image [seen, libvirt 9.0: 247 bytes work, 248 fail,
+# on a running and on a shut-off domain]. QEMU keeps 255 bytes of an internal snapshot's tag.
+NAME_MAX_BYTES = 255 - len('.xml.new')
+
+
 def validate_name(name: t.Any, what: str = 'snapshot name') -> str:
-    """Check a snapshot name before anything is sent to libvirt."""
+    """Check a snapshot name before anything is sent to libvirt (every domain state; see also check_monitor_names)."""
     if not isinstance(name, str) or not name.strip():
         raise SnapshotError(f'The {what} must not be empty.')
+    try:
+        size = len(name.encode('utf-8'))
+    except UnicodeEncodeError:
+        raise SnapshotError(f'The {what} {name!r} is not valid Unicode text (it holds a lone surrogate).') from None
+    if size > NAME_MAX_BYTES:
+        raise SnapshotError(
+            f'The {what} "{name[:40]}..." is {size} bytes long in UTF-8; libvirt stores a snapshot in a file named '
+            f'after it, which limits names to {NAME_MAX_BYTES} bytes (a longer one would be made in the disk images '
+            'and then fail to be recorded). Nothing was changed. Choose a shorter name.')
     if '/' in name:
         raise SnapshotError(f'The {what} "{name}" contains "/"; QEMU rejects such names '
                             '(they would become part of overlay file paths).')
@@ -68,22 +84,56 @@ def validate_name(name: t.Any, what: str = 'snapshot name') -> str:
     return name
 
 
-# libvirt 9.0 hands the name of an internal snapshot of a running domain to QEMU's monitor as
-# savevm/loadvm/delvm "NAME" without escaping it: with these characters QEMU saves or loads
-# another name, or nothing, while libvirt records success [seen].
+# The one rule for names that reach QEMU's monitor, used by create, revert, delete and prune.
+#
+# While a domain's QEMU runs (running or paused), libvirt 9.0 (before 10.x moved to QMP jobs) hands the name of
+# an internal snapshot to QEMU's human monitor as savevm/loadvm/delvm "NAME" without escaping it. QEMU reads
+# \" and \\ inside the quotes as escapes and stops at a bare ": it saves, loads or deletes another snapshot,
+# or none, while libvirt reports success and records or drops the snapshot [seen, libvirt 9.0 / QEMU 7.2:
+# savevm of 'x\' and 'q"' saved nothing; delvm of 'x\\' deleted 'x\'; every other printable character,
+# quotes ', spaces, ',;#$%{}', digits and non-ASCII letters, worked].
+# With the domain shut off libvirt runs qemu-img with the name as one argument, and every name works (create,
+# revert and delete, seen); reverting a running domain to a snapshot without memory also stops QEMU first.
 MONITOR_UNSAFE = ('"', '\\')
 
+_MONITOR_ADVICE = {
+    'create': 'Choose a name without " and \\.',
+    'revert': ('Shut the domain off and revert then (libvirt starts QEMU with the name on its command line, '
+               'not through the monitor), or revert to another snapshot.'),
+    'delete': ('Shut the domain off and delete it then: libvirt then runs qemu-img, which takes the name exactly '
+               '(state: absent with the domain shut off).'),
+    'prune': ('Shut the domain off and prune then (libvirt then runs qemu-img, which takes the name exactly), '
+              'or narrow match so that these snapshots are left out.'),
+}
+_MONITOR_WORDS = {'create': 'taking', 'revert': 'reverting to', 'delete': 'deleting', 'prune': 'deleting'}
 
-def check_monitor_name(dom: t.Any, name: str, action: str = 'a snapshot with memory') -> None:
-    """Refuse a name that libvirt's QEMU driver would pass to QEMU's monitor unescaped (running or paused domain)."""
-    unsafe = [c for c in MONITOR_UNSAFE if c in name]
-    if unsafe and dom.connect().getType() == 'QEMU':
-        domain = dom.name()
-        raise SnapshotError(
-            f'The snapshot name {name!r} contains {" and ".join(repr(c) for c in unsafe)}: for {action} of the '
-            f'running or paused domain "{domain}" libvirt passes the name to QEMU\'s monitor without escaping it '
-            '(savevm "NAME"), and QEMU would save or load another snapshot, or none, while libvirt reports success. '
-            'Nothing was changed. Choose a name without " and \\.', domain=domain)
+
+def monitor_unsafe(name: str) -> list[str]:
+    """The characters of ``name`` that libvirt 9.0 would pass to QEMU's monitor unescaped."""
+    return [c for c in MONITOR_UNSAFE if c in name]
+
+
+def check_monitor_names(dom: t.Any, names: t.Iterable[str], action: str) -> None:
+    """Refuse, before anything is done, an ``action`` ('create', 'revert', 'delete', 'prune') that would hand one
+    of ``names`` (internal snapshots) to QEMU's monitor unescaped: the domain's QEMU runs and a name holds
+    " or \\. Other drivers (the test driver) and shut-off domains do not use the monitor."""
+    bad = [n for n in names if monitor_unsafe(n)]
+    if not bad or dom.connect().getType() != 'QEMU' or not dom.isActive():
+        return
+    domain = dom.name()
+    chars = sorted({c for n in bad for c in monitor_unsafe(n)})
+    listed = ', '.join(repr(n) for n in bad)
+    raise SnapshotError(
+        f'{_MONITOR_WORDS[action].capitalize()} the internal snapshot{"s" if len(bad) > 1 else ""} {listed} of the '
+        f'running or paused domain "{domain}" is refused: the name contains {" and ".join(repr(c) for c in chars)}, '
+        'and while the domain runs libvirt passes the name to QEMU\'s monitor without escaping it (savevm/loadvm/'
+        'delvm "NAME"), so QEMU would act on another snapshot, or none, while libvirt reports success. '
+        f'Nothing was changed. {_MONITOR_ADVICE[action]}', domain=domain, snapshots=bad)
+
+
+def check_monitor_name(dom: t.Any, name: str, action: str = 'create') -> None:
+    """check_monitor_names for one name (a snapshot to take, by default)."""
+    check_monitor_names(dom, [name], 'revert' if action == 'a revert' else action)
 
 
 def validate_text(text: str | None, what: str = 'description') -> str | None:
@@ -587,23 +637,40 @@ def summary(facts: dict[str, t.Any] | None) -> dict[str, t.Any]:
     }
 
 
-_DURATION = re.compile(r'(\d+)\s*([smhdw])')
+_DURATION = re.compile(r'([0-9]+)\s*([smhdw])', re.ASCII)
+_ASCII_DIGITS = re.compile('[0-9]+', re.ASCII)
+
+
+def _bounded_int(digits: str) -> int:
+    """int(digits), or more than DURATION_MAX for a number too long to be a duration (no huge int is made)."""
+    return int(digits) if len(digits) <= 20 else DURATION_MAX + 1
 _UNIT_SECONDS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 
 
-def parse_duration(text: str) -> int:
-    """``'12h'``, ``'7d'``, ``'1d12h'``, ``'90m'``, ``'3600'`` -> seconds."""
+# The longest duration taken: 1000 years (longer ones reach before the epoch, and beyond what a float holds).
+DURATION_MAX = 1000 * 366 * 86400
+
+
+def parse_duration(text: str, what: str = 'older_than') -> int:
+    """``'12h'``, ``'7d'``, ``'1d12h'``, ``'90m'``, ``'3600'`` -> seconds (ASCII digits only).
+
+    ``what``: the option, for messages.
+    """
     text = str(text).strip().lower()
-    if text.isdigit():
-        return int(text)
     pos = 0
     total = 0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos and text[pos:match.start()].strip():
-            break
-        total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
+    if _ASCII_DIGITS.fullmatch(text):
+        total, pos = _bounded_int(text), len(text)
+    else:
+        for match in _DURATION.finditer(text):
+            if match.start() != pos and text[pos:match.start()].strip():
+                break
+            total += _bounded_int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
     if not text or pos == 0 or text[pos:].strip():
-        raise SnapshotError(f'Cannot read the duration "{text}": use a number of seconds or '
+        raise SnapshotError(f'Cannot read the duration "{text[:40]}" of {what}: use a number of seconds or '
                             'units s, m, h, d, w such as 12h, 7d or 1d12h.')
+    if total > DURATION_MAX:
+        raise SnapshotError(f'The duration "{text[:40]}" of {what} is longer than 1000 years; '
+                            'use a number of seconds or units s, m, h, d, w such as 12h, 7d or 1d12h.')
     return total

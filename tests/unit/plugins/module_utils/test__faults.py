@@ -292,11 +292,15 @@ def test_hide_memory(tmp_path):
 # names libvirt 9.0 passes to QEMU's monitor unescaped
 
 class _Driver:
-    def __init__(self, kind):
+    def __init__(self, kind, active=True):
         self.kind = kind
+        self.active = active
 
     def name(self):
         return 'web1'
+
+    def isActive(self):
+        return self.active
 
     def connect(self):
         return SimpleNamespace(getType=lambda: self.kind)
@@ -313,6 +317,24 @@ def test_monitor_unsafe_names_refused_on_qemu(name):
 @pytest.mark.parametrize('name', ["it's <b>&amp;", '-d', '$(id)', 'ünïcødé', 'with space'])
 def test_other_names_pass(name):
     s.check_monitor_name(_Driver('QEMU'), name)
+
+
+@pytest.mark.parametrize('action, advice', [
+    ('create', 'Choose a name without'),
+    ('revert', 'Shut the domain off and revert then'),
+    ('delete', 'Shut the domain off and delete it then'),
+    ('prune', 'or narrow match'),
+])
+def test_one_monitor_rule_for_every_action(action, advice):
+    """create, revert, delete and prune share the rule; each refusal names every unsafe snapshot and what to do."""
+    with pytest.raises(SnapshotError) as raised:
+        s.check_monitor_names(_Driver('QEMU'), ['fine', 'x\\', 'q"'], action)
+    msg = raised.value.msg
+    assert "'x\\\\'" in msg and """'q"'""" in msg and "'fine'" not in msg, msg
+    assert advice in msg and 'Nothing was changed' in msg, msg
+    assert raised.value.details['snapshots'] == ['x\\', 'q"']
+    s.check_monitor_names(_Driver('QEMU', active=False), ['x\\'], action)  # shut off: qemu-img takes any name
+    s.check_monitor_names(_Driver('QEMU'), ['fine', "it's"], action)
 
 
 # mixed internal and external snapshots

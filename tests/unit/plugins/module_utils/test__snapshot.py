@@ -214,7 +214,32 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_refuses(text):
     with pytest.raises(SnapshotError, match='Cannot read the duration') as raised:
         s.parse_duration(text)
-    assert '12h, 7d or 1d12h' in raised.value.msg
+    assert '12h, 7d or 1d12h' in raised.value.msg and 'older_than' in raised.value.msg
+
+
+@pytest.mark.parametrize('text', ['\u00b2', '\u00b2d', '\u0661\u0662h', '\u0663', '\uff11\uff12'])
+def test_parse_duration_ascii_digits_only(text):
+    """str.isdigit() and \\d accept superscripts and other scripts' digits that int() cannot read, or reads."""
+    with pytest.raises(SnapshotError, match='Cannot read the duration'):
+        s.parse_duration(text)
+
+
+@pytest.mark.parametrize('text', ['9' * 400, '9' * 400 + 'd', '1' * 25 + 's', '60000w'])
+def test_parse_duration_too_long(text):
+    with pytest.raises(SnapshotError, match='longer than 1000 years') as raised:
+        s.parse_duration(text, 'keep_for')
+    assert 'keep_for' in raised.value.msg
+
+
+def test_name_limit_in_utf8_bytes():
+    assert s.validate_name('a' * s.NAME_MAX_BYTES) and s.NAME_MAX_BYTES == 247
+    assert s.validate_name('\u00e9' * 123 + 'c')  # 247 bytes
+    for name in ('a' * 248, '\u00e9' * 124, '\U0001f600' * 62):
+        with pytest.raises(SnapshotError, match='limits names to 247 bytes') as raised:
+            s.validate_name(name)
+        assert 'Nothing was changed' in raised.value.msg
+    with pytest.raises(SnapshotError, match='not valid Unicode'):
+        s.validate_name('x\ud800')
 
 
 # snapshot_tree
