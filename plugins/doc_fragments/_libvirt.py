@@ -20,7 +20,14 @@ options:
         reached by Ansible over SSH or with C(delegate_to)).
       - A remote URI such as V(qemu+ssh://root@hv1/system?keyfile=/root/.ssh/id_ed25519) lets the module
         run on the controller, so the hypervisor needs no Python libvirt binding.
-      - A password in the user part of the URI (C(user:password@host)) is masked in the output and in messages.
+      - A password in the user part of the URI (C(user:password@host)) is masked (C(********)) in every message,
+        in libvirt's own error text and in C(invocation.module_args), whatever characters it holds. The option is
+        not C(no_log), which would hide the hypervisor in every message: the module registers the password
+        itself (as written and percent-decoded) as a value Ansible must never show. libvirt itself cannot read a
+        URI whose password holds C(/), C(?), C(#), C(@) or C([) unencoded; write them percent-encoded.
+      - Checked before libvirt is asked. An empty URI is refused (libvirt would pick a default hypervisor of
+        its own), and so are a driver or a transport libvirt does not have and a port that is not 1 to 65535,
+        each with what is wrong, instead of libvirt's report of a connection that broke.
     type: str
     default: qemu:///system
     aliases: [libvirt_uri]

@@ -16,12 +16,13 @@ can act on.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
 import traceback
 import typing as t
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -224,59 +225,184 @@ def _ssh_said(text: str) -> str:
 
 
 def _uri_host(uri: str) -> str:
-    try:
-        parts = urlsplit(uri)
-        host, port = parts.hostname or '?', parts.port
-    except ValueError:
-        return '?'
-    return f'{host}:{port}' if port else host
+    parts = parse_uri(uri)
+    host = parts.host or '?'
+    return f'{host}:{parts.port}' if parts.port else host
 
 
 def connect_failure(exc: BaseException, uri: str) -> str:
     """The message for a connection to ``uri`` that failed with ``exc``.
 
     For an SSH transport, what went wrong (host key, login, nothing listening, ...) in plain words first,
-    then what ssh said; for anything else the libvirt error with its hint.
+    then what ssh said; for anything else the libvirt error with its hint. A password of ``uri`` is masked,
+    also where libvirt's own text repeats the URI ("Unable to parse URI ...") or ssh the user part.
     """
+    secrets = uri_secrets(uri)
+    shown = redact_uri(uri)
     get_message = getattr(exc, 'get_error_message', None)
-    text = (get_message() if get_message else None) or str(exc)
-    try:
-        ssh = 'ssh' in urlsplit(uri).scheme
-    except ValueError:
-        ssh = False
-    if ssh:
+    text = mask_secrets((get_message() if get_message else None) or str(exc), secrets)
+    code = error_code(exc)
+    scheme = parse_uri(uri).scheme or ''
+    if 'ssh' in scheme:
         for markers, problem in _SSH_PROBLEMS:
             if any(marker in text for marker in markers):
-                code = error_code(exc)
-                return (f'Could not connect to libvirt at {uri}: {problem.format(host=_uri_host(uri))}. '
+                return (f'Could not connect to libvirt at {shown}: {problem.format(host=_uri_host(shown))}. '
                         f'Nothing was changed. (ssh said: {_ssh_said(text)})'
                         + (f' [libvirt error {code}]' if code is not None else ''))
-    return (describe(exc, f'Connecting to libvirt at {uri}')
-            + ' Check that libvirtd runs on the hypervisor and that this user may use the URI.')
+    if 'no connection driver available' in text:
+        return (f'Could not connect to libvirt at {shown}: libvirt on the machine that runs the module has no '
+                f'driver for "{scheme}" (not installed there, or its daemon does not run). Nothing was changed.'
+                + (f' [libvirt error {code}]' if code is not None else ''))
+    if 'Unable to parse URI' in text or 'invalid URI' in text:
+        return (f'Could not connect to libvirt at {shown}: libvirt cannot read this URI ({text}). Nothing was '
+                'changed. Characters such as "/", "?", "#", "@" or "[" in the user or password part must be written '
+                'percent-encoded (%2F, %3F, %23, %40, %5B).'
+                + (f' [libvirt error {code}]' if code is not None else ''))
+    return mask_secrets(describe(exc, f'Connecting to libvirt at {shown}'), secrets) \
+        + ' Check that libvirtd runs on the hypervisor and that this user may use the URI.'
 
 
 def _ignore_libvirt_error(_ctx: t.Any, _err: t.Any) -> None:
     """Keep libvirt from printing errors on stderr: we report them ourselves."""
 
 
+# The authority of a URI is parsed here, not with urllib: a password may hold any character ("/", "#", "?",
+# "[", "@"), which urlsplit takes for the end of the authority, and then neither finds nor masks it.
+# scheme://[user[:password]@]host[:port]/path?query: the user part is up to the first ":", the password
+# runs to an "@" that is followed by something that can be a host[:port] (then "/", "?", "#" or the end).
+_URI_START = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*)://')
+_HOST_PORT = re.compile(r'^(\[[^\]]*\]?|[^/?#@\[\]:]*)(?::([^/?#@]*))?$')
+_USER = re.compile(r'^[^/?#@:\[\]]*$')
+MASK = '********'
+
+
+class UriParts(t.NamedTuple):
+    """A libvirt URI taken apart (``authority`` False: no ``//`` after the scheme)."""
+
+    scheme: str | None
+    authority: bool
+    user: str | None
+    password: str | None
+    host: str
+    port: str | None
+    rest: str  # path, query and fragment, as written
+    # every string that may be the password: with an "@" also in the path or the query, more than one reading
+    # of the URI is possible, and every one is masked
+    secrets: tuple[str, ...]
+
+
+def _end_of_authority(text: str) -> int:
+    return min((i for i in (text.find(c) for c in '/?#') if i >= 0), default=len(text))
+
+
+def parse_uri(uri: str) -> UriParts:
+    """Take ``uri`` apart the way libvirt reads it, with a password of any characters."""
+    start = _URI_START.match(uri)
+    if start is None:
+        scheme, sep, rest = uri.partition(':')
+        return UriParts(scheme if sep and scheme else None, False, None, None, '', None, rest if sep else uri, ())
+    rest = uri[start.end():]
+    readings = []
+    for at, char in enumerate(rest):
+        if char != '@':
+            continue
+        after = rest[at + 1:]
+        end = _end_of_authority(after)
+        userinfo = rest[:at]
+        user = userinfo.split(':', 1)[0]
+        if _HOST_PORT.match(after[:end]) and _USER.match(user):
+            readings.append((userinfo, after[:end], after[end:]))
+    if readings:
+        userinfo, hostport, tail = readings[-1]  # the password runs to the last "@" that can end it
+        user, colon, password = userinfo.partition(':')
+    else:
+        end = _end_of_authority(rest)
+        user, colon, password, hostport, tail = None, '', '', rest[:end], rest[end:]
+    secrets: list[str] = []
+    for reading in readings:
+        candidate = reading[0].partition(':')[2]
+        if ':' in reading[0] and candidate:
+            secrets += [candidate, unquote(candidate)]
+    host_port = _HOST_PORT.match(hostport)
+    host, port = (host_port.group(1), host_port.group(2)) if host_port else (hostport, None)
+    return UriParts(start.group(1), True, user, password if colon else None, host, port, tail,
+                    tuple(sorted({s for s in secrets if s}, key=len, reverse=True)))
+
+
 def redact_uri(uri: str) -> str:
     """``uri`` for messages: a password in its user part (``user:password@host``) becomes ``********``."""
-    try:
-        parts = urlsplit(uri)
-        if parts.password is None:
-            return uri
-    except ValueError:  # not a URI urllib can read; libvirt will say what is wrong with it
+    if not isinstance(uri, str):
         return uri
-    userinfo, _at, hostport = parts.netloc.rpartition('@')
-    return urlunsplit(parts._replace(netloc=f'{userinfo.split(":", 1)[0]}:********@{hostport}'))
+    parts = parse_uri(uri)
+    if parts.password is None:
+        return mask_secrets(uri, parts.secrets)
+    port = f':{parts.port}' if parts.port is not None else ''
+    return f'{parts.scheme}://{parts.user}:{MASK}@{parts.host}{port}{mask_secrets(parts.rest, parts.secrets)}'
 
 
 def uri_password(uri: str) -> str | None:
     """The password in the user part of ``uri``, if any."""
-    try:
-        return urlsplit(uri).password or None
-    except ValueError:
+    if not isinstance(uri, str):
         return None
+    return parse_uri(uri).password or None
+
+
+def uri_secrets(uri: t.Any) -> tuple[str, ...]:
+    """Every string of ``uri`` that may be a password (as written and percent-decoded), longest first."""
+    return parse_uri(uri).secrets if isinstance(uri, str) else ()
+
+
+def mask_secrets(text: str, secrets: t.Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` replaced by ``********`` (longest first)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+# libvirt's transports, and the drivers of libvirt 9 that a connection URI can name
+URI_TRANSPORTS = ('unix', 'ssh', 'libssh', 'libssh2', 'tcp', 'tls', 'ext')
+URI_DRIVERS = ('qemu', 'test', 'xen', 'lxc', 'ch', 'bhyve', 'vz', 'parallels', 'openvz', 'vbox', 'vmwareplayer',
+               'vmwarews', 'vmwarefusion', 'esx', 'gsx', 'vpx', 'hyperv', 'remote')
+
+
+def uri_problem(uri: t.Any) -> str | None:
+    """What is wrong with ``uri`` as a libvirt connection URI, in a sentence; None when nothing is.
+
+    Checked before libvirt sees the URI: libvirt opens its default hypervisor for an empty one, and reports a bad
+    transport or port as a connection that broke or as "Unable to parse URI" with the password in it.
+    """
+    if uri is None or (isinstance(uri, str) and not uri.strip()):
+        return ('uri is empty. libvirt would then connect to a default hypervisor of its own choosing '
+                '(LIBVIRT_DEFAULT_URI, uri_default in libvirt.conf, or the first driver that answers), which may '
+                'not be the one meant, so it is refused. Name it, e.g. qemu:///system or '
+                'qemu+ssh://root@hv1/system.')
+    shown = redact_uri(uri)
+    if uri != uri.strip():
+        return f'uri "{shown}" has blanks around it; libvirt cannot read it. Remove them.'
+    parts = parse_uri(uri)
+    if parts.scheme is None:
+        return (f'uri "{shown}" is not a libvirt URI: it names no driver. Write it as driver[+transport]://'
+                '[user@][host][:port]/path, e.g. qemu:///system or qemu+ssh://root@hv1/system.')
+    driver, _plus, transport = parts.scheme.lower().partition('+')
+    if driver not in URI_DRIVERS:
+        return (f'uri "{shown}" names the driver "{driver}", which libvirt does not have (known: '
+                f'{", ".join(URI_DRIVERS)}); for KVM it is qemu, as in qemu:///system.')
+    if _plus and transport not in URI_TRANSPORTS:
+        return (f'uri "{shown}" names the transport "{transport}", which libvirt does not have (known: '
+                f'{", ".join(URI_TRANSPORTS)}), as in qemu+ssh://root@hv1/system.')
+    if not parts.authority:
+        if parts.rest.startswith('/'):
+            return None  # qemu:/system: libvirt reads it as qemu:///system
+        return (f'uri "{shown}" has no "//" after "{parts.scheme}:"; write {parts.scheme}:///system for the '
+                f'local hypervisor or {parts.scheme}+ssh://root@HOST/system for a remote one.')
+    if parts.port is not None and parts.port != '':
+        if not parts.port.isascii() or not parts.port.isdigit() or not 0 < int(parts.port) < 65536:
+            return (f'uri "{shown}" has the port "{mask_secrets(parts.port, parts.secrets)}", which is not a '
+                    'TCP port number (1 to 65535).')
+    if parts.host.startswith('[') and not parts.host.endswith(']'):
+        return f'uri "{shown}" has an IPv6 address without its closing "]".'
+    return None
 
 
 _EVENT_LOOP: list[threading.Thread] = []
@@ -309,17 +435,34 @@ def keepalive_for(timeout: int) -> tuple[int, int] | None:
     return max(1, timeout // 6), 5
 
 
+class _MaskingModule(AnsibleModule):
+    """AnsibleModule that knows the password of the ``uri`` option before it validates anything.
+
+    ``uri`` is not ``no_log``: that would hide the hypervisor in every message and result. Its password (every
+    reading of it, as written and percent-decoded) becomes a no_log value as soon as the arguments are read, so
+    that Ansible masks it everywhere in the output, ``invocation.module_args`` included, also when the
+    validation of another option fails.
+    """
+
+    def _load_params(self) -> None:
+        super()._load_params()
+        params = self.params if isinstance(self.params, dict) else {}
+        for key in ('uri', 'libvirt_uri'):
+            self.no_log_values.update(uri_secrets(params.get(key)))
+
+
 class AnsibleLibvirtModule:
     """AnsibleModule plus a libvirt connection for the kvm.snapshots modules."""
 
     def __init__(self, argument_spec: dict[str, t.Any], **kwargs: t.Any) -> None:
         spec = dict(COMMON_ARGUMENT_SPEC)
         spec.update(argument_spec)
-        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.module = _MaskingModule(argument_spec=spec, **kwargs)
         self.params = self.module.params
-        password = uri_password(self.params['uri'])
-        if password:
-            self.module.no_log_values.add(password)  # masked wherever it would appear in the output
+        self.module.no_log_values.update(uri_secrets(self.params['uri']))  # masked wherever it would appear
+        problem = uri_problem(self.params['uri'])
+        if problem:
+            self.module.fail_json(msg=f'{problem} Nothing was changed.')
         self.check_mode = self.module.check_mode
         self.diff_mode = self.module._diff
         self._conn: t.Any = None
@@ -375,7 +518,7 @@ class AnsibleLibvirtModule:
                 'check that libvirtd runs there and that the connection needs no interaction, '
                 'or raise connect_timeout.')
         if 'error' in outcome:
-            raise SnapshotError(connect_failure(outcome['error'], self.display_uri))
+            raise SnapshotError(connect_failure(outcome['error'], self.uri))
         conn = outcome['conn']
         if keepalive:
             try:
@@ -414,7 +557,8 @@ class AnsibleLibvirtModule:
         else:
             msg, details = f'Unexpected error: {exc.__class__.__name__}: {exc}', {}
         details.update(extra)
-        self.module.fail_json(msg=msg, exception=traceback.format_exc(), **details)
+        self.module.fail_json(msg=mask_secrets(msg, uri_secrets(self.uri)), exception=traceback.format_exc(),
+                              **details)
 
     def exit(self, **result: t.Any) -> t.NoReturn:
         self.close()
