@@ -98,8 +98,9 @@ MONITOR_UNSAFE = ('"', '\\')
 
 _MONITOR_ADVICE = {
     'create': 'Choose a name without " and \\.',
-    'revert': ('Shut the domain off and revert then (libvirt starts QEMU with the name on its command line, '
-               'not through the monitor), or revert to another snapshot.'),
+    'revert': ('Revert to another snapshot, or shut the domain off first: libvirt then starts QEMU with the name '
+               'on its command line instead of the monitor (untried: libvirt 9.0 cannot take a snapshot with '
+               'memory under such a name).'),
     'delete': ('Shut the domain off and delete it then: libvirt then runs qemu-img, which takes the name exactly '
                '(state: absent with the domain shut off).'),
     'prune': ('Shut the domain off and prune then (libvirt then runs qemu-img, which takes the name exactly), '
@@ -129,6 +130,13 @@ def check_monitor_names(dom: t.Any, names: t.Iterable[str], action: str) -> None
         'and while the domain runs libvirt passes the name to QEMU\'s monitor without escaping it (savevm/loadvm/'
         'delvm "NAME"), so QEMU would act on another snapshot, or none, while libvirt reports success. '
         f'Nothing was changed. {_MONITOR_ADVICE[action]}', domain=domain, snapshots=bad)
+
+
+def check_monitor_delete(dom: t.Any, snaps: list[t.Any]) -> None:
+    """check_monitor_names for deleting libvirt snapshot objects (the internal ones among them reach the monitor)."""
+    if any(monitor_unsafe(s.getName()) for s in snaps):
+        check_monitor_names(dom, [s.getName() for s in snaps
+                                  if parse_snapshot_xml(s.getXMLDesc(0))['location'] == 'internal'], 'delete')
 
 
 def check_monitor_name(dom: t.Any, name: str, action: str = 'create') -> None:

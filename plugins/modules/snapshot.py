@@ -216,6 +216,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     check_external_possible,
     check_free_space,
     check_internal_possible,
+    check_monitor_delete,
     check_monitor_name,
     create_snapshot,
     domain_disks,
@@ -351,9 +352,9 @@ class SnapshotManager:
             return {'changed': False, 'snapshot': None, 'deleted': [], '_before': summary(None),
                     '_after': summary(None)}
         facts = snapshot_facts(snap, dom.name())
-        deleted = [self.name]
-        if self.params['children']:
-            deleted += sorted(c.getName() for c in snap.listAllChildren(1))  # 1: all descendants
+        descendants = list(snap.listAllChildren(1)) if self.params['children'] else []  # 1: all descendants
+        deleted = [self.name] + sorted(c.getName() for c in descendants)
+        check_monitor_delete(dom, [snap, *descendants])
         if not self.client.check_mode:
             flags = DELETE_CHILDREN if self.params['children'] else 0
             try:

@@ -174,6 +174,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
+    check_monitor_names,
     list_snapshots,
     lookup_snapshot,
     parse_duration,
@@ -248,9 +249,11 @@ class PruneManager:
         failure = None
         if to_delete:
             try:
+                # before any deletion: a name QEMU's monitor would misread fails the domain with nothing deleted
+                check_monitor_names(dom, [s['name'] for s in to_delete if s['location'] == 'internal'], 'prune')
                 with job_slot(self.client, f'Pruning the snapshots of domain "{domain}"'):
                     failure = self._delete_each(dom, to_delete, deleted, gone)
-            except SnapshotError as exc:  # no turn under hypervisor_jobs: nothing was deleted
+            except SnapshotError as exc:  # refused, or no turn under hypervisor_jobs: nothing was deleted
                 failure = exc.msg
         before = [s['name'] for s in snapshots]
         result: dict[str, t.Any] = {

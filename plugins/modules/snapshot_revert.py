@@ -208,8 +208,9 @@ class RevertManager:
         target = snapshot_facts(snap, self.domain_name)
         self._check_revertable(target)
         check_revert_possible(dom, target)
-        if target['location'] == 'internal' and domain_state(dom) in ('running', 'paused'):
-            check_monitor_name(dom, target['name'], 'a revert')
+        if target['location'] == 'internal' and target['state'] in ('running', 'paused'):
+            # loadvm; to a snapshot without memory libvirt stops QEMU and runs qemu-img (any name works)
+            check_monitor_name(dom, target['name'], 'revert')
         if self.safety_name == target['name']:
             raise SnapshotError(f'safety_snapshot "{self.safety_name}" is the snapshot to revert to; '
                                 'give the safety snapshot another name.', domain=self.domain_name)

@@ -321,7 +321,7 @@ def test_other_names_pass(name):
 
 @pytest.mark.parametrize('action, advice', [
     ('create', 'Choose a name without'),
-    ('revert', 'Shut the domain off and revert then'),
+    ('revert', 'shut the domain off first'),
     ('delete', 'Shut the domain off and delete it then'),
     ('prune', 'or narrow match'),
 ])
