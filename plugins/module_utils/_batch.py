@@ -45,8 +45,11 @@ def resolve_domains(conn: t.Any, patterns: list[str]) -> tuple[list[str], list[s
     """Domain names for a list of names and shell globs, in the order given, without repeats.
 
     A plain name is kept even when no such domain exists (its run then
-    reports that), a glob expands to the domains it matches. Returns the
-    names and the globs that matched nothing.
+    reports that), a glob expands to the domains it matches. A pattern that
+    is the exact name of a domain names that domain, even when it holds
+    ``*``, ``?`` or ``[``; in a glob, ``[*]``, ``[?]`` and ``[[]`` match
+    those characters themselves. Returns the names and the globs that
+    matched nothing.
     """
     existing: list[str] | None = None
     names: list[str] = []
@@ -55,7 +58,8 @@ def resolve_domains(conn: t.Any, patterns: list[str]) -> tuple[list[str], list[s
         if is_glob(pattern):
             if existing is None:
                 existing = sorted(d.name() for d in conn.listAllDomains(0))
-            matches = fnmatch.filter(existing, pattern)
+            # exact names first: a domain called "web[1]" is named by "web[1]"
+            matches = [pattern] if pattern in existing else fnmatch.filter(existing, pattern)
             if not matches:
                 unmatched.append(pattern)
             names.extend(m for m in matches if m not in names)
@@ -111,7 +115,18 @@ def run_batch(client: t.Any, work: t.Callable[[str], dict[str, t.Any]]) -> dict[
     they become one diff keyed by domain. Raises a SnapshotError carrying every domain's
     result when any of them failed.
     """
-    names, unmatched = resolve_domains(client.conn, client.params['domains'])
+    patterns = client.params['domains']
+    if patterns is None:  # domain: null passes Ansible's one-of check
+        raise SnapshotError('One of domain and domains is required, and domain is null: give the name of a domain '
+                            '(a variable that came out empty, such as "{{ none }}"?).')
+    bad = [p for p in patterns if not isinstance(p, str) or not p.strip()]
+    if bad:
+        raise SnapshotError(f'domains holds {len(bad)} empty name(s): every entry must be a domain name or a glob '
+                            '(such as "web-*"). Nothing was changed.')
+    if not patterns:
+        client.module.warn('domains is an empty list: no domain was named, so nothing was done. '
+                           'Name domains or globs, such as "*" for every domain of the hypervisor.')
+    names, unmatched = resolve_domains(client.conn, patterns)
     results = run_parallel(names, work, client.params['parallel'])
     before: dict[str, t.Any] = {}
     after: dict[str, t.Any] = {}

@@ -537,6 +537,10 @@ class AnsibleLibvirtModule:
 
     def lookup_domain(self, name: str) -> t.Any:
         """Return the domain called ``name`` or raise a SnapshotError saying it does not exist."""
+        if not isinstance(name, str) or not name.strip():
+            # domain: "{{ none }}" passes Ansible's required and one-of checks as null
+            raise SnapshotError(f'The domain option is {"null" if name is None else "empty"}: give the name of a '
+                                'domain (a variable that came out empty?). Nothing was changed.')
         try:
             return self.conn.lookupByName(name)
         except LibvirtError as exc:

@@ -129,6 +129,10 @@ DAEMONS = (
 )
 
 DOMAIN_STATES = ('running', 'paused', 'shutoff')
+#: bios: SeaBIOS, machine pc.  efi: OVMF chosen by libvirt (<os firmware='efi'>, machine q35) with a raw
+#: NVRAM file, what virt-install makes.  efi-qcow2: the same with a qcow2 NVRAM (internal snapshots of
+#: pflash guests need it, libvirt >= 10.9).  The NVRAM is RUN_DIR/<full>.nvram.fd or .qcow2.
+FIRMWARES = ('bios', 'efi', 'efi-qcow2')
 DISK_FORMATS = ('qcow2', 'raw')
 AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 
@@ -716,6 +720,357 @@ def _build_into(tmp):
 
 
 # --------------------------------------------------------------------------
+# Stacks: the hypervisor the tests run against.  "bookworm" is this
+# machine's own libvirtd (Debian 12: libvirt 9.0, QEMU 7.2); "trixie" is
+# Debian 13's libvirtd (11.3), QEMU (10.0) and OVMF in a cached chroot with
+# daemons of its own.
+# --------------------------------------------------------------------------
+
+#: Everything in this block goes into the stack's recipe hash.
+STACK_SUITE = 'trixie'
+STACK_PACKAGES = (
+    'libvirt-daemon-system', 'libvirt-clients', 'qemu-system-x86', 'qemu-utils', 'python3-libvirt', 'ovmf',
+    'procps',
+    'openssh-server',   # StackSshd: Ansible's ssh lands in the chroot (its Python 3.13 + python3-libvirt)
+    'python3-venv',     # STACK_PYTHON_WITHOUT_LIBVIRT: a Python without the binding, for the remote tests
+)
+STACK_DEBOOTSTRAP_ARGV = ('debootstrap', '--variant=minbase', STACK_SUITE, '{root}', '{mirror}')
+#: Run on the host as ``bash -c STACK_SETUP_SH setup ROOT`` once the packages are in.
+STACK_SETUP_SH = r'''
+set -euo pipefail
+root=$1
+# libvirtd in a chroot cannot make its per-VM mount namespace
+# ("Failed disable mount propagation out of the root filesystem").
+printf '\n# kslab: no per-VM mount namespace in a chroot\nnamespaces = []\n' >> "$root/etc/libvirt/qemu.conf"
+# the default network would make virbr0 in the host's network namespace
+rm -f "$root"/etc/libvirt/qemu/networks/autostart/*.xml
+# a Python without python3-libvirt (the remote tests show the module's message for a missing binding)
+chroot "$root" python3 -m venv --without-pip /opt/kslab-python-without-libvirt
+chroot "$root" /opt/kslab-python-without-libvirt/bin/python3 -c 'import sys; sys.exit("libvirt" in sys.modules)'
+! chroot "$root" /opt/kslab-python-without-libvirt/bin/python3 -c 'import libvirt' 2>/dev/null
+# nothing in the chroot starts services; sshd's host keys are made per run by StackSshd
+rm -f "$root"/etc/ssh/ssh_host_*
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/*
+mkdir -p "$root/var/lib/apt/lists/partial"
+'''
+STACK_PYTHON = '/usr/bin/python3'
+STACK_PYTHON_WITHOUT_LIBVIRT = '/opt/kslab-python-without-libvirt/bin/python3'
+#: (daemon, its pidfile inside the chroot); started in this order, stopped reversed.
+STACK_DAEMONS = (('virtlogd', '/run/virtlogd.pid'), ('libvirtd', '/run/libvirtd.pid'))
+STACKS = ('bookworm', 'trixie')
+DEFAULT_STACK = 'bookworm'
+
+
+def stack_recipe_hash():
+    """Short hash of everything that determines the trixie chroot's content."""
+    recipe = {'debootstrap': list(STACK_DEBOOTSTRAP_ARGV), 'packages': list(STACK_PACKAGES),
+              'setup': STACK_SETUP_SH}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Stack:
+    """One hypervisor stack of the lab: its name, URI and (for a chroot) its root.
+
+    ``uri`` reaches its libvirtd from this machine; ``hypervisor_python`` is the
+    Python that runs the modules *on* that hypervisor (Ansible's
+    ``ansible_python_interpreter`` there); ``python_without_libvirt`` one
+    without libvirt-python there.  ``root`` is None for the host's own stack.
+    """
+
+    def __init__(self, name):
+        if name not in STACKS:
+            raise LabError('unknown stack %r (stacks: %s)' % (name, ', '.join(STACKS)))
+        self.name = name
+        if name == 'bookworm':
+            self.root = None
+            self.dir = None
+            self.uri = DEFAULT_URI
+            self.hypervisor_python = sys.executable
+            self.python_without_libvirt = '/usr/bin/python3'
+        else:
+            self.dir = os.path.join(CACHE_DIR, '%s-%s' % (name, stack_recipe_hash()))
+            self.root = os.path.join(self.dir, 'root')
+            self.uri = 'qemu+unix:///system?socket=%s' % self.host_path('/run/libvirt/libvirt-sock')
+            self.hypervisor_python = STACK_PYTHON
+            self.python_without_libvirt = STACK_PYTHON_WITHOUT_LIBVIRT
+        self.info = os.path.join(self.dir, 'stack.json') if self.dir else None
+        self.state_file = os.path.join(STATE_DIR, 'stack-%s.json' % name)
+
+    def host_path(self, path):
+        """Where a path of this stack's file system is on this machine."""
+        return path if self.root is None else self.root + path
+
+    def built(self):
+        return self.root is None or os.path.isfile(self.info)
+
+    def __repr__(self):
+        return 'Stack(%r)' % self.name
+
+
+def stack(name=None):
+    """The Stack called name (default: $KSLAB_STACK, else bookworm)."""
+    return Stack(name or os.environ.get('KSLAB_STACK') or DEFAULT_STACK)
+
+
+def libvirt_version(uri=DEFAULT_URI):
+    """(major, minor, micro) of the libvirtd at uri (getLibVersion)."""
+    conn = _libvirt().open(uri)
+    try:
+        version = conn.getLibVersion()
+    finally:
+        conn.close()
+    return (version // 1000000, version // 1000 % 1000, version % 1000)
+
+
+def build_stack(name='trixie', rebuild=False):
+    """Build the chroot of stack name unless the cache has it; return the Stack.
+
+    ``debootstrap --variant=minbase``, then ``apt-get install
+    --no-install-recommends STACK_PACKAGES`` inside (with /proc, /sys, /dev,
+    /dev/pts bind-mounted and a policy-rc.d that starts nothing), then
+    STACK_SETUP_SH.  About 4 min and 650 MB.  Built in ``CACHE_DIR/.stack-build-*``
+    under a lock and renamed into place, like the guest image.
+    """
+    st = Stack(name)
+    if st.root is None:
+        return st
+    if st.built() and not rebuild:
+        LOG.info('stack %s cached: %s', name, st.dir)
+        return st
+    _makedirs(CACHE_DIR)
+    with _locked(os.path.join(CACHE_DIR, '.stack-lock')):
+        if st.built() and not rebuild:
+            LOG.info('stack %s cached: %s (built by a concurrent run)', name, st.dir)
+            return st
+        if rebuild and os.path.exists(st.dir):
+            if _stack_running(st):
+                raise LabError('stack %s runs: "lab.py stack-stop" first' % name)
+        for entry in os.listdir(CACHE_DIR):
+            if entry.startswith('.stack-build-'):
+                LOG.info('removing interrupted stack build %s', entry)
+                _stop_orphaned_build(os.path.join(CACHE_DIR, entry))
+                _rmtree(os.path.join(CACHE_DIR, entry))
+        tmp = tempfile.mkdtemp(prefix='.stack-build-%s-' % name, dir=CACHE_DIR)
+        try:
+            _build_stack_into(tmp)
+            os.chmod(tmp, 0o755)
+            if os.path.exists(st.dir):
+                old = tempfile.mkdtemp(prefix='.stack-build-old-', dir=CACHE_DIR)
+                os.rename(st.dir, os.path.join(old, 'stack'))
+                os.rename(tmp, st.dir)
+                _rmtree(old)
+            else:
+                os.rename(tmp, st.dir)
+        except BaseException:
+            _rmtree(tmp)
+            raise
+        _prune_stacks(st)
+    LOG.info('stack %s ready: %s', name, st.dir)
+    return st
+
+
+def _prune_stacks(current):
+    """Remove chroots of older recipes of the same stack (unless something is mounted in them)."""
+    for entry in os.listdir(CACHE_DIR):
+        path = os.path.join(CACHE_DIR, entry)
+        if re.fullmatch(r'%s-[0-9a-f]{16}' % current.name, entry) and path != current.dir:
+            if _mounts_below(path):
+                LOG.info('keeping the older stack %s: it is in use', path)
+                continue
+            LOG.info('removing the stack of an older recipe: %s', path)
+            _rmtree(path)
+
+
+def _bind(source, target, fstype=None, options=None):
+    """Mount source on target (a bind, or fstype), private so nothing propagates to or from the host."""
+    os.makedirs(target, exist_ok=True)
+    if fstype:
+        _run(['mount', '-t', fstype, '-o', options or 'defaults', source, target])
+    else:
+        _run(['mount', '--bind', source, target])
+    _run(['mount', '--make-private', target])
+
+
+def _umount_below(path):
+    """Unmount everything at or below path, deepest first; LabError if something stays."""
+    for mnt in _mounts_below(path):
+        if _run(['umount', mnt], check=False).returncode != 0:
+            LOG.info('umount %s: busy, detaching it lazily', mnt)
+            _run(['umount', '-l', mnt], check=False)
+    left = _mounts_below(path)
+    if left:
+        raise LabError('still mounted: %s' % ', '.join(left))
+
+
+def _build_stack_into(tmp):
+    root = os.path.join(tmp, 'root')
+    mirror = debian_mirror()
+    start = time.monotonic()
+    timings = {}
+    pidfile = os.path.join(tmp, 'child.pid')
+
+    def step(what, argv, env=None):
+        t0 = time.monotonic()
+        LOG.info('stack: %s ...', what)
+        _run(argv, env=env, pidfile=pidfile)
+        timings[what] = round(time.monotonic() - t0, 1)
+        LOG.info('stack: %s done in %.1f s', what, timings[what])
+
+    debs = os.path.join(CACHE_DIR, 'debs-%s' % STACK_SUITE)
+    _makedirs(debs)
+    os.mkdir(root)
+    step('debootstrap %s' % STACK_SUITE,
+         [STACK_DEBOOTSTRAP_ARGV[0], '--cache-dir=' + debs]
+         + [a.format(root=root, mirror=mirror) for a in STACK_DEBOOTSTRAP_ARGV[1:]])
+    with open(os.path.join(root, 'usr/sbin/policy-rc.d'), 'w', encoding='utf-8') as fh:
+        fh.write('#!/bin/sh\n# kslab: nothing starts services in this chroot\nexit 101\n')
+    os.chmod(os.path.join(root, 'usr/sbin/policy-rc.d'), 0o755)
+    # dpkg's fsync per unpacked file costs minutes on a busy disk; a failed build is thrown away anyway
+    with open(os.path.join(root, 'etc/dpkg/dpkg.cfg.d/kslab-unsafe-io'), 'w', encoding='utf-8') as fh:
+        fh.write('force-unsafe-io\n')
+    try:
+        for src in ('/proc', '/sys', '/dev', '/dev/pts'):
+            _bind(src, root + src)
+        env = dict(os.environ, DEBIAN_FRONTEND='noninteractive', LC_ALL='C.UTF-8')
+        step('apt-get install', ['chroot', root, 'apt-get', 'install', '-y', '-q', '--no-install-recommends']
+             + list(STACK_PACKAGES), env=env)
+        step('setup', ['bash', '-c', STACK_SETUP_SH, 'setup', root])
+    finally:
+        _umount_below(root)
+    os.unlink(os.path.join(root, 'etc/dpkg/dpkg.cfg.d/kslab-unsafe-io'))
+    os.unlink(pidfile)
+    versions = {}
+    for pkg in ('libvirt-daemon', 'qemu-system-x86', 'ovmf', 'python3'):
+        cp = _run(['chroot', root, 'dpkg-query', '-W', '-f=${Version}', pkg], check=False)
+        versions[pkg] = cp.stdout.strip()
+    info = {'recipe_hash': stack_recipe_hash(), 'suite': STACK_SUITE, 'mirror': mirror,
+            'built_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'seconds': round(time.monotonic() - start, 1),
+            'steps': timings, 'versions': versions,
+            'mib': int(_run(['du', '-sm', '-x', root]).stdout.split()[0])}
+    with open(os.path.join(tmp, 'stack.json'), 'w', encoding='utf-8') as fh:
+        json.dump(info, fh, indent=2)
+
+
+def _load_stack_state(st):
+    try:
+        with open(st.state_file, encoding='utf-8') as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_stack_state(st, state):
+    _makedirs(STATE_DIR)
+    tmp = st.state_file + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as fh:
+        json.dump(state, fh, indent=2, sort_keys=True)
+    os.replace(tmp, st.state_file)
+
+
+def _stack_running(st):
+    return any(_pid_alive(_read_pidfile(st.host_path(pidfile)), name) for name, pidfile in STACK_DAEMONS)
+
+
+def stack_mounts(st):
+    """(source, target on the host, fstype, options) of what the stack's daemons need mounted, in order."""
+    r = st.root
+    return [
+        ('/proc', r + '/proc', None, None),
+        ('/sys', r + '/sys', None, None),
+        ('/dev', r + '/dev', None, None),
+        ('/dev/pts', r + '/dev/pts', None, None),
+        # a /run of its own, empty at each start (the host's /run is never shared: its libvirtd lives there)
+        ('kslab-%s-run' % st.name, r + '/run', 'tmpfs', 'mode=0755,size=64m'),
+        # the same paths on both sides: a disk path libvirt reports means the same file here and there
+        (STATE_DIR, r + STATE_DIR, None, None),
+        (CACHE_DIR, r + CACHE_DIR, None, None),
+    ]
+
+
+def start_stack(name='trixie', timeout=60):
+    """Build the stack unless cached, mount what it needs, start its virtlogd and libvirtd unless running."""
+    st = build_stack(name)
+    if st.root is None:
+        start_daemons()
+        return st
+    _makedirs(RUN_DIR)
+    # Both libvirtds share /dev/kvm and their kvm groups differ (107 on the host, 993 in the chroot): a
+    # group that suits one makes the other throw its QEMU capabilities away before every lookup.
+    with contextlib.suppress(OSError):
+        if os.stat('/dev/kvm').st_mode & 0o777 != 0o666:
+            LOG.info('chmod 0666 /dev/kvm (shared by both stacks\' libvirtds)')
+            os.chmod('/dev/kvm', 0o666)
+    with _locked(st.state_file + '.lock'):
+        state = _load_stack_state(st)
+        mounted = set(_mounts_below(st.root))
+        for source, target, fstype, options in stack_mounts(st):
+            if os.path.realpath(target) in mounted:
+                continue
+            LOG.info('stack %s: mount %s on %s', name, source, target)
+            _bind(source, target, fstype, options)
+            state.setdefault('mounts', [])
+            if target not in state['mounts']:
+                state['mounts'].append(target)
+            _save_stack_state(st, state)
+        for daemon, pidfile in STACK_DAEMONS:
+            pid = _read_pidfile(st.host_path(pidfile))
+            if _pid_alive(pid, daemon):
+                LOG.info('stack %s: %s already running (pid %d)', name, daemon, pid)
+                continue
+            LOG.info('stack %s: starting chroot %s %s -d', name, st.root, daemon)
+            _run(['chroot', st.root, daemon, '-d'])
+            deadline = time.monotonic() + 10
+            while not _pid_alive(_read_pidfile(st.host_path(pidfile)), daemon):
+                if time.monotonic() > deadline:
+                    raise LabError('stack %s: %s -d started but wrote no live pid to %s'
+                                   % (name, daemon, st.host_path(pidfile)))
+                time.sleep(0.1)
+            state.setdefault('daemons', {})[daemon] = {'pid': _read_pidfile(st.host_path(pidfile)),
+                                                       'started_at': time.time()}
+            _save_stack_state(st, state)
+    deadline = time.monotonic() + timeout
+    while not libvirt_answers(st.uri):
+        if time.monotonic() > deadline:
+            raise LabError('%s does not accept connections after %d s' % (st.uri, timeout))
+        time.sleep(0.5)
+    LOG.info('stack %s: %s answers (libvirt %s)', name, st.uri, '.'.join(map(str, libvirt_version(st.uri))))
+    return st
+
+
+def stop_stack(name='trixie', timeout=30):
+    """Remove the stack's lab domains, stop the daemons the lab started there (by pid), undo its mounts."""
+    st = Stack(name)
+    if st.root is None or not os.path.isdir(st.root):
+        return
+    with _locked(st.state_file + '.lock'):
+        state = _load_stack_state(st)
+        if _stack_running(st) and libvirt_answers(st.uri):
+            cleanup(GLOBAL_PREFIX, st.uri)
+        for daemon, pidfile in reversed(STACK_DAEMONS):
+            rec = state.get('daemons', {}).pop(daemon, None)
+            pid = _read_pidfile(st.host_path(pidfile))
+            if not rec or pid != rec.get('pid') or not _pid_alive(pid, daemon):
+                if _pid_alive(pid, daemon):
+                    LOG.info('stack %s: %s (pid %d) was not started by the lab: left alone', name, daemon, pid)
+                continue
+            LOG.info('stack %s: stopping %s (pid %d)', name, daemon, pid)
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _pid_alive(pid, daemon):
+                if time.monotonic() > deadline:
+                    raise LabError('stack %s: %s (pid %d) did not stop within %d s' % (name, daemon, pid, timeout))
+                time.sleep(0.1)
+        _save_stack_state(st, state)
+        if _stack_running(st):
+            LOG.info('stack %s: daemons the lab did not start still run: mounts left in place', name)
+            return
+        _umount_below(st.root)
+        state.pop('mounts', None)
+        _save_stack_state(st, state)
+    LOG.info('stack %s stopped; nothing mounted below %s', name, st.root)
+
+
+# --------------------------------------------------------------------------
 # Domains
 # --------------------------------------------------------------------------
 
@@ -812,6 +1167,10 @@ def _state_name(dom):
             libvirt.VIR_DOMAIN_BLOCKED: 'blocked'}.get(state, 'nostate')
 
 
+def libvirt_flags_inactive():
+    return _libvirt().VIR_DOMAIN_XML_INACTIVE
+
+
 def _sub(parent, tag, text=None, **attrs):
     elem = ET.SubElement(parent, tag, {k.rstrip('_'): str(v) for k, v in attrs.items()})
     if text is not None:
@@ -827,8 +1186,15 @@ class Lab:
     ``domain`` accept the short name or the full name.
     """
 
-    def __init__(self, uri=DEFAULT_URI, prefix=None):
-        self.uri = uri
+    def __init__(self, uri=None, prefix=None, stack=None):
+        if stack is not None and not isinstance(stack, Stack):
+            stack = Stack(stack)
+        if stack is None:
+            stack = next((Stack(n) for n in STACKS if uri is not None and Stack(n).uri == uri), None) \
+                or Stack(DEFAULT_STACK)
+        #: the Stack whose libvirtd this lab uses (``stack.uri`` unless another uri was given)
+        self.stack = stack
+        self.uri = uri or stack.uri
         self.prefix = prefix or '%s%s-' % (GLOBAL_PREFIX, secrets.token_hex(3))
         _check_prefix(self.prefix)
         self.run_dir = RUN_DIR
@@ -909,13 +1275,30 @@ class Lab:
 
     # -- making domains ---------------------------------------------------
 
-    def _domain_xml(self, full, memory_mib, disks, agent_channel, kernel=None, rng=False):
+    def _domain_xml(self, full, memory_mib, disks, agent_channel, kernel=None, rng=False, firmware='bios'):
+        if firmware not in FIRMWARES:
+            raise LabError('firmware must be one of %s, not %r' % (FIRMWARES, firmware))
         root = ET.Element('domain', type='qemu')
         _sub(root, 'name', full)
         _sub(root, 'memory', memory_mib, unit='MiB')
         _sub(root, 'vcpu', 1)
-        os_ = _sub(root, 'os')
-        _sub(os_, 'type', 'hvm', arch='x86_64', machine='pc')
+        if firmware == 'bios':
+            os_ = _sub(root, 'os')
+            _sub(os_, 'type', 'hvm', arch='x86_64', machine='pc')
+        else:
+            # what virt-install makes for a UEFI guest: libvirt picks OVMF from the firmware descriptors
+            os_ = _sub(root, 'os', firmware='efi')
+            _sub(os_, 'type', 'hvm', arch='x86_64', machine='q35')
+            nvram = os.path.join(self.run_dir, '%s.nvram.%s' % (full, 'qcow2' if firmware == 'efi-qcow2' else 'fd'))
+            if firmware == 'efi-qcow2':
+                # Debian's ovmf has raw builds only, so <loader format='qcow2'/> finds no firmware. libvirt
+                # 11.3 accepts a raw loader with a qcow2 NVRAM when told the template's format, but cannot
+                # convert the template itself ("conversion of the nvram template to another target format
+                # is not supported"): _define_and_set_state makes the qcow2 NVRAM with qemu-img first.
+                _sub(os_, 'loader', format='raw')
+                _sub(os_, 'nvram', nvram, format='qcow2', templateFormat='raw')
+            else:
+                _sub(os_, 'nvram', nvram)
         if kernel:
             _sub(os_, 'kernel', kernel.kernel)
             _sub(os_, 'initrd', kernel.initrd)
@@ -946,11 +1329,35 @@ class Lab:
         _sub(devices, 'memballoon', model='none')
         return ET.tostring(root, encoding='unicode')
 
+    def firmware(self, domain):
+        """'bios', 'efi' (raw NVRAM) or 'efi-qcow2' for a domain, from its live XML."""
+        root = ET.fromstring(self.lookup(domain).XMLDesc(0))
+        nvram = root.find('./os/nvram')
+        if root.find('./os/loader') is None and nvram is None:
+            return 'bios'
+        return 'efi-qcow2' if nvram is not None and nvram.get('format') == 'qcow2' else 'efi'
+
+    def nvram_path(self, domain):
+        """The NVRAM file of a UEFI domain (None for BIOS)."""
+        nvram = ET.fromstring(self.lookup(domain).XMLDesc(0)).find('./os/nvram')
+        return None if nvram is None else nvram.text
+
+    def _make_qcow2_nvram(self, dom):
+        """For a domain with a qcow2 NVRAM and a raw template: qemu-img convert the template into it."""
+        nvram = ET.fromstring(dom.XMLDesc(libvirt_flags_inactive())).find('./os/nvram')
+        if nvram is None or nvram.get('format') != 'qcow2' or nvram.get('templateFormat') != 'raw':
+            return
+        if os.path.exists(nvram.text):
+            return
+        _run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', self.stack.host_path(nvram.get('template')),
+              nvram.text])
+
     def _define_and_set_state(self, full, xml, state):
         if state not in DOMAIN_STATES:
             raise LabError('state must be one of %s, not %r' % (DOMAIN_STATES, state))
         try:
             dom = self.conn.defineXML(xml)
+            self._make_qcow2_nvram(dom)
             if state in ('running', 'paused'):
                 dom.create()
             if state == 'paused':
@@ -961,7 +1368,7 @@ class Lab:
         return full
 
     def blank_domain(self, name, state='running', disk_format='qcow2', memory_mib=64, disks=1,
-                     agent_channel=True, disk_size='64M'):
+                     agent_channel=True, disk_size='64M', firmware='bios'):
         """Define a tiny OS-less domain with blank disks in ``state``; return its full name.
 
         Disks are ``RUN_DIR/<full>.vda.<format>``, ``.vdb.``, ...  SeaBIOS finds
@@ -981,10 +1388,11 @@ class Lab:
         except Exception:
             self.remove(full)
             raise
-        xml = self._domain_xml(full, memory_mib, disk_specs, agent_channel)
+        xml = self._domain_xml(full, memory_mib, disk_specs, agent_channel, firmware=firmware)
         return self._define_and_set_state(full, xml, state)
 
-    def guest_domain(self, name, state='running', memory_mib=384, wait_agent=False, agent_timeout=180):
+    def guest_domain(self, name, state='running', memory_mib=384, wait_agent=False, agent_timeout=180,
+                     firmware='bios'):
         """Define a Debian guest (linked clone of the cached image) in ``state``; return its full name.
 
         Its disk ``vda`` is ``RUN_DIR/<full>.vda.qcow2``, a qcow2 overlay whose
@@ -1000,7 +1408,8 @@ class Lab:
         except Exception:
             self.remove(full)
             raise
-        xml = self._domain_xml(full, memory_mib, [('vda', overlay, 'qcow2')], True, kernel=img, rng=True)
+        xml = self._domain_xml(full, memory_mib, [('vda', overlay, 'qcow2')], True, kernel=img, rng=True,
+                               firmware=firmware)
         self._define_and_set_state(full, xml, state)
         if wait_agent and state == 'running':
             self.wait_agent(full, timeout=agent_timeout)
@@ -1118,18 +1527,81 @@ def _cmd_status(_args):
         print('lab domains  %d' % len(doms))
         for name, state in doms:
             print('  %-40s %s' % (name, state))
+    for name in STACKS:
+        st = Stack(name)
+        if st.root is None:
+            continue
+        if not st.built():
+            print('stack %-7s %s NOT built' % (name, st.dir))
+            continue
+        with open(st.info, encoding='utf-8') as fh:
+            info = json.load(fh)
+        print('stack %-7s %s built %s in %s s, %s MiB' % (name, st.dir, info.get('built_at'), info.get('seconds'),
+                                                        info.get('mib')))
+        for daemon, pidfile in STACK_DAEMONS:
+            pid = _read_pidfile(st.host_path(pidfile))
+            print('  %-10s %s' % (daemon, 'pid %d' % pid if _pid_alive(pid, daemon) else 'not running'))
+        print('  mounts     %d below %s' % (len(_mounts_below(st.root)), st.root))
+        if libvirt_answers(st.uri):
+            print('  %s answers: libvirt %s, %d lab domain(s)' % (
+                st.uri, '.'.join(map(str, libvirt_version(st.uri))), len(lab_domains(uri=st.uri))))
     files = sorted(os.listdir(RUN_DIR)) if os.path.isdir(RUN_DIR) else []
     print('run dir      %s: %d file(s)' % (RUN_DIR, len(files)))
     for f in files:
         print('  ' + f)
 
 
-def _qemu_cpu_seconds(full_name):
+def _qemu_cpu_seconds(full_name, st=None):
     """CPU seconds the domain's QEMU process has used (a load-independent boot cost)."""
-    pid = _read_pidfile('/run/libvirt/qemu/%s.pid' % full_name)
+    pid = _read_pidfile((st or Stack(DEFAULT_STACK)).host_path('/run/libvirt/qemu/%s.pid' % full_name))
     with open('/proc/%d/stat' % pid, encoding='utf-8') as fh:
         fields = fh.read().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def smoke_stack(name='trixie', keep=False):
+    """Self check of a chroot stack: blank domains and a guest per firmware booted to its agent; timings."""
+    times = {}
+    st = Stack(name)
+    lab = Lab(stack=st)
+    try:
+        LOG.info('stack %s: %s, libvirt %s', name, lab.uri, '.'.join(map(str, libvirt_version(lab.uri))))
+        for firmware in ('bios', 'efi'):
+            t0 = time.monotonic()
+            dom = lab.blank_domain('blank-' + firmware, firmware=firmware)
+            times['blank running domain, %s' % firmware] = time.monotonic() - t0
+            if lab.state(dom) != 'running' or lab.firmware(dom) != firmware:
+                raise LabError('%s: %s, firmware %s' % (dom, lab.state(dom), lab.firmware(dom)))
+        for firmware in FIRMWARES:
+            t0 = time.monotonic()
+            guest = lab.guest_domain('guest-' + firmware, firmware=firmware)
+            lab.wait_agent(guest)
+            times['guest boot to agent, %s' % firmware] = time.monotonic() - t0
+            times['guest boot to agent, %s, QEMU CPU time' % firmware] = _qemu_cpu_seconds(guest, st)
+            rc, out, _err = lab.guest_exec(guest, ['cat', '/etc/os-release'])
+            if rc != 0 or 'bookworm' not in out:
+                raise LabError('cat /etc/os-release: rc=%s out=%r' % (rc, out))
+            if lab.firmware(guest) != firmware:
+                raise LabError('%s has firmware %s, not %s' % (guest, lab.firmware(guest), firmware))
+            if firmware != 'bios':
+                # booted through OVMF: the guest sees EFI runtime services
+                rc, _out, _err = lab.guest_exec(guest, ['test', '-d', '/sys/firmware/efi'])
+                if rc != 0:
+                    raise LabError('%s: no /sys/firmware/efi in the guest' % guest)
+                fmt = json.loads(_run(['qemu-img', 'info', '-U', '--output=json',
+                                       lab.nvram_path(guest)]).stdout)['format']
+                if fmt != {'efi': 'raw', 'efi-qcow2': 'qcow2'}[firmware]:
+                    raise LabError('%s: NVRAM %s is %s' % (guest, lab.nvram_path(guest), fmt))
+            LOG.info('guest %s (%s) answers', guest, firmware)
+            if not keep:
+                lab.remove(guest)
+    finally:
+        if not keep:
+            lab.cleanup()
+        lab.close()
+    for what, secs in times.items():
+        LOG.info('timing: %-50s %6.2f s', what, secs)
+    return times
 
 
 def smoke(keep=False):
@@ -1152,7 +1624,7 @@ def smoke(keep=False):
         guest = lab.guest_domain('guest')
         lab.wait_agent(guest)
         times['guest boot to agent'] = time.monotonic() - t0
-        times['guest boot to agent, QEMU CPU time'] = _qemu_cpu_seconds(guest)
+        times['guest boot to agent, QEMU CPU time'] = _qemu_cpu_seconds(guest, lab.stack)
         rc, out, _err = lab.guest_exec(guest, ['cat', '/etc/os-release'])
         if rc != 0 or 'bookworm' not in out:
             raise LabError('cat /etc/os-release: rc=%s out=%r' % (rc, out))
@@ -1206,10 +1678,17 @@ def main(argv=None):
     p.add_argument('--rebuild', action='store_true', help='build even if cached')
     p = sub.add_parser('cleanup', help='remove lab domains and their files')
     p.add_argument('--prefix', default=GLOBAL_PREFIX, help='name prefix (default %(default)s: all runs)')
-    sub.add_parser('up', help='deps + daemons + image')
+    p = sub.add_parser('stack', help='build (unless cached) and start the chroot stack (Debian 13: libvirt 11)')
+    p.add_argument('--name', default='trixie', choices=[n for n in STACKS if n != 'bookworm'])
+    p.add_argument('--rebuild', action='store_true', help='build even if cached (the stack must be stopped)')
+    p = sub.add_parser('stack-stop', help='remove the stack\'s lab domains, stop its daemons, undo its mounts')
+    p.add_argument('--name', default='trixie', choices=[n for n in STACKS if n != 'bookworm'])
+    sub.add_parser('up', help='deps + daemons + image + the trixie stack')
     sub.add_parser('status', help='show daemons, image, lab domains, run dir')
     p = sub.add_parser('smoke', help='end-to-end self check with timings')
     p.add_argument('--keep', action='store_true', help='keep the domains for inspection')
+    p.add_argument('--stack', default=DEFAULT_STACK, choices=STACKS,
+                   help='the stack to check (trixie: blank domains and a guest per firmware)')
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format='[lab %(relativeCreated)7.0f ms] %(message)s',
@@ -1227,15 +1706,28 @@ def main(argv=None):
         if args.cmd in ('image', 'up'):
             img = build_image(rebuild=getattr(args, 'rebuild', False))
             print(img.dir)
+        if args.cmd == 'stack':
+            if args.rebuild:
+                build_stack(args.name, rebuild=True)
+            print(start_stack(args.name).uri)
+        if args.cmd == 'up':
+            print(start_stack('trixie').uri)
+        if args.cmd == 'stack-stop':
+            stop_stack(args.name)
         if args.cmd == 'daemons-stop':
             stop_daemons()
+            for name in STACKS:
+                stop_stack(name)
         if args.cmd == 'cleanup':
             doms, files = cleanup(args.prefix)
             print('removed %d domain(s), %d file(s)' % (len(doms), len(files)))
         if args.cmd == 'status':
             _cmd_status(args)
         if args.cmd == 'smoke':
-            smoke(keep=args.keep)
+            if args.stack == DEFAULT_STACK:
+                smoke(keep=args.keep)
+            else:
+                smoke_stack(args.stack, keep=args.keep)
     except LabError as exc:
         print('lab.py %s: %s' % (args.cmd, exc), file=sys.stderr)
         return 1

@@ -20,6 +20,11 @@ client keys, ``authorized_keys``, log and pid, all in a temporary directory:
 * ``stop()`` ends the daemon and the sessions it forked, by their pids.
 
 A system sshd (port 22, ``/etc/ssh``) is never used, started or touched.
+
+With ``root`` (the chroot of a lab stack, tests/lab/lab.py ``Stack.root``), the sshd is the chroot's own,
+started with ``chroot ROOT /usr/sbin/sshd``: its files are in a temporary directory under ``ROOT/tmp``
+and a login lands inside the chroot, where the modules run with the chroot's Python and libvirt-python
+and ``qemu:///system`` is the chroot's libvirtd. The stack must be up (its /proc, /dev and /run mounted).
 """
 
 from __future__ import annotations
@@ -80,12 +85,16 @@ def _keygen(path: pathlib.Path) -> str:
 class LoopbackSshd:
     """sshd listening on ``addresses`` (loopback only) at one port; see the module docstring."""
 
-    def __init__(self, addresses: t.Sequence[str]) -> None:
+    def __init__(self, addresses: t.Sequence[str], root: str | None = None) -> None:
         for address in addresses:
             if not address.startswith('127.'):
                 raise SshdError(f'{address} is not a loopback address')
         self.addresses = list(addresses)
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix='kvm-snapshots-sshd-'))
+        self.root = root
+        if root is not None and not os.path.exists(os.path.join(root, SSHD.lstrip('/'))):
+            raise SshdError(f'{root} has no {SSHD}')
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix='kvm-snapshots-sshd-',
+                                                 dir=None if root is None else os.path.join(root, 'tmp')))
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.host_key = self.dir / 'ssh_host_ed25519_key'
@@ -96,17 +105,28 @@ class LoopbackSshd:
 
     # -- set up ---------------------------------------------------------------
 
+    def _inner(self, path: pathlib.Path | str) -> str:
+        """A path of this machine as the sshd sees it (inside the chroot, if any)."""
+        if self.root is None:
+            return str(path)
+        return '/' + os.path.relpath(str(path), self.root)
+
+    def _argv(self, *args: str) -> list[str]:
+        return ([SSHD] if self.root is None else ['chroot', self.root, SSHD]) + list(args)
+
     def start(self, timeout: float = 30) -> 'LoopbackSshd':
-        install()
-        os.makedirs(PRIVSEP_DIR, mode=0o755, exist_ok=True)
+        if self.root is None:
+            install()
+        os.makedirs(PRIVSEP_DIR if self.root is None else os.path.join(self.root, PRIVSEP_DIR.lstrip('/')),
+                    mode=0o755, exist_ok=True)
         _keygen(self.host_key)
         (self.dir / 'authorized_keys').write_text(_keygen(self.client_key) + '\n', encoding='utf-8')
         _keygen(self.wrong_key)
         self.port = free_port(self.addresses)
         lines = [f'ListenAddress {address}:{self.port}' for address in self.addresses] + [
-            f'HostKey {self.host_key}',
-            f'AuthorizedKeysFile {self.dir / "authorized_keys"}',
-            f'PidFile {self.dir / "sshd.pid"}',
+            f'HostKey {self._inner(self.host_key)}',
+            f'AuthorizedKeysFile {self._inner(self.dir / "authorized_keys")}',
+            f'PidFile {self._inner(self.dir / "sshd.pid")}',
             'PermitRootLogin prohibit-password',
             'PubkeyAuthentication yes',
             'PasswordAuthentication no',
@@ -119,11 +139,12 @@ class LoopbackSshd:
             'LogLevel VERBOSE',
         ]
         self.config.write_text('\n'.join(lines) + '\n', encoding='utf-8')
-        check = subprocess.run([SSHD, '-t', '-f', str(self.config)], capture_output=True, text=True, timeout=60,
-                               check=False)
+        check = subprocess.run(self._argv('-t', '-f', self._inner(self.config)), capture_output=True, text=True,
+                               timeout=60, check=False)
         if check.returncode != 0:
             raise SshdError(f'sshd -t refused {self.config}: {check.stderr.strip()}')
-        self.proc = subprocess.Popen([SSHD, '-D', '-f', str(self.config), '-E', str(self.log)],
+        # chroot execs sshd: self.proc.pid is the sshd's pid either way
+        self.proc = subprocess.Popen(self._argv('-D', '-f', self._inner(self.config), '-E', self._inner(self.log)),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
