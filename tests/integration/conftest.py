@@ -8,6 +8,13 @@ runs one of the playbooks in targets/ with those names as extra vars, and
 checks the outcome with independent clients (virsh, qemu-img) besides the
 assertions inside the playbook. Everything the lab made is removed at the
 end of the session, also when a test fails.
+
+The stack the tests run against is chosen by the environment variable
+``KSLAB_STACK``: ``bookworm`` (the default: this machine's libvirtd, Debian 12's
+libvirt 9.0) or ``trixie`` (Debian 13's libvirt 11.3 in the lab's chroot, reached
+by a ``qemu+unix`` URI; ``python3 tests/lab/lab.py stack`` brings it up). ``STACK``
+and ``URI`` are that stack and its URI; ``LIBVIRT_VERSION`` is its libvirtd's
+version, for tests whose expectation depends on it (the ``libvirt`` mark).
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TARGETS = pathlib.Path(__file__).resolve().parent / 'targets'
-URI = 'qemu:///system'
 # the ansible-playbook installed beside this Python (pip's console script), else the one on PATH
 ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).with_name('ansible-playbook')) \
     if pathlib.Path(sys.executable).with_name('ansible-playbook').exists() else 'ansible-playbook'
@@ -33,11 +39,63 @@ ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).with_name('ansible-playbook'
 sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 import lab as lab_tool  # noqa: E402  (tests/lab/lab.py, the disposable lab)
 
+#: the lab stack of this run (KSLAB_STACK) and the URI of its libvirtd
+STACK = lab_tool.stack()
+URI = STACK.uri
+
+
+def _libvirt_version() -> tuple[int, int, int]:
+    if not lab_tool.libvirt_answers(URI):
+        pytest.exit(f'KSLAB_STACK={STACK.name}: nothing answers at {URI} '
+                    f'(bring the lab up: python3 tests/lab/lab.py {"up" if STACK.root is None else "stack"})',
+                    returncode=3)
+    return lab_tool.libvirt_version(URI)
+
+
+#: (major, minor, micro) of the stack's libvirtd, read once per session
+LIBVIRT_VERSION: tuple[int, int, int] = (0, 0, 0)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:  # pylint: disable=unused-argument
+    global LIBVIRT_VERSION  # pylint: disable=global-statement
+    LIBVIRT_VERSION = _libvirt_version()
+
+
+def pytest_report_header() -> str:
+    return f'kslab stack: {STACK.name}, {URI}, libvirt {".".join(map(str, LIBVIRT_VERSION))}'
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        'markers', 'libvirt(below=None, at_least=None, reason=""): the expectation of this test holds only for '
+                   'those libvirt versions of the stack (e.g. below=(9, 9)); skipped on the others, saying why')
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault tests drive this machine's own libvirtd (its pids, a private libvirtd beside it): bookworm only."""
+    if STACK.root is None:
+        return
+    for item in items:
+        if item.path.name == 'test_faults.py':
+            item.add_marker(pytest.mark.skip(reason=f'the fault tests run on the host\'s stack, not {STACK.name}'))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test marked ``libvirt(below=(9, 9), reason=...)`` (or ``at_least=``) on a stack outside that range."""
+    for mark in item.iter_markers('libvirt'):
+        below, at_least = mark.kwargs.get('below'), mark.kwargs.get('at_least')
+        reason = mark.kwargs.get('reason', '')
+        shown = '.'.join(map(str, LIBVIRT_VERSION))
+        if below is not None and LIBVIRT_VERSION[:2] >= tuple(below):
+            pytest.skip(f'expects libvirt < {below[0]}.{below[1]} ({reason}); stack {STACK.name} has {shown}')
+        if at_least is not None and LIBVIRT_VERSION[:2] < tuple(at_least):
+            pytest.skip(f'expects libvirt >= {at_least[0]}.{at_least[1]} ({reason}); stack {STACK.name} has {shown}')
+
 
 @pytest.fixture(scope='session')
 def lab() -> t.Iterator[t.Any]:
-    """The lab: daemons up, leftovers of earlier runs removed; everything made here removed at the end."""
-    the_lab = lab_tool.Lab(uri=URI)
+    """The lab on this run's stack (KSLAB_STACK); everything made here removed at the end."""
+    the_lab = lab_tool.Lab(stack=STACK)
     try:
         yield the_lab
     finally:

@@ -1195,6 +1195,11 @@ class Lab:
         #: the Stack whose libvirtd this lab uses (``stack.uri`` unless another uri was given)
         self.stack = stack
         self.uri = uri or stack.uri
+        #: the firmware of guest_domain's guests unless given: $KSLAB_GUEST_FIRMWARE, else the common case
+        #: of the stack (bookworm: bios; trixie: efi with a raw NVRAM, what virt-install makes)
+        self.guest_firmware = os.environ.get('KSLAB_GUEST_FIRMWARE') or ('bios' if stack.root is None else 'efi')
+        if self.guest_firmware not in FIRMWARES:
+            raise LabError('KSLAB_GUEST_FIRMWARE must be one of %s, not %r' % (FIRMWARES, self.guest_firmware))
         self.prefix = prefix or '%s%s-' % (GLOBAL_PREFIX, secrets.token_hex(3))
         _check_prefix(self.prefix)
         self.run_dir = RUN_DIR
@@ -1392,7 +1397,7 @@ class Lab:
         return self._define_and_set_state(full, xml, state)
 
     def guest_domain(self, name, state='running', memory_mib=384, wait_agent=False, agent_timeout=180,
-                     firmware='bios'):
+                     firmware=None):
         """Define a Debian guest (linked clone of the cached image) in ``state``; return its full name.
 
         Its disk ``vda`` is ``RUN_DIR/<full>.vda.qcow2``, a qcow2 overlay whose
@@ -1401,6 +1406,7 @@ class Lab:
         agent (state 'running' only).
         """
         img = build_image()
+        firmware = firmware or self.guest_firmware
         full = self.full_name(name)
         overlay = os.path.join(self.run_dir, full + '.vda.qcow2')
         try:
