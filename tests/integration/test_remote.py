@@ -19,6 +19,10 @@ Host keys are checked strictly against a known_hosts file made here: an ``ssh`` 
 (sshd.py) gives every ssh client of the run that file, as ``~/.ssh/config`` would, without touching
 the user's own ssh files. Results are checked with virsh and qemu-img, and the sshd log shows which
 addresses were logged in to.
+
+On the trixie stack (KSLAB_STACK=trixie) the sshd is the chroot's own (tests/lab/sshd.py with ``root``): a login
+lands inside the chroot, whose Python 3.13 has python3-libvirt and whose qemu:///system is Debian 13's libvirtd;
+the Python without the binding is a venv the lab made there.
 """
 
 from __future__ import annotations
@@ -41,15 +45,21 @@ PLAYBOOKS = REPO / 'playbooks'
 TARGETS = pathlib.Path(__file__).resolve().parent / 'targets'
 
 sys.path.insert(0, str(REPO / 'tests' / 'lab'))
+import lab as lab_tool  # noqa: E402  (tests/lab/lab.py)
 import sshd as sshd_tool  # noqa: E402  (tests/lab/sshd.py)
+
+STACK = lab_tool.stack()
 
 # inventory hypervisor -> its loopback address
 HYPERVISORS = {'hv1': '127.0.0.2', 'hv2': '127.0.0.3', 'hv3': '127.0.0.4'}
 BAD_HOST_KEY = '127.0.0.5'      # listed in known_hosts with another key
 UNKNOWN_HOST_KEY = '127.0.0.6'  # not in known_hosts
 BLACK_HOLE = '127.0.0.7'        # a listener that never answers (not sshd)
-# Debian's own Python, without python3-libvirt (checked by the fixture)
-PYTHON_WITHOUT_LIBVIRT = '/usr/bin/python3'
+# the hypervisors' Python with libvirt-python (bookworm: this one; trixie: the chroot's /usr/bin/python3)
+HYPERVISOR_PYTHON = STACK.hypervisor_python
+# a Python there without it (bookworm: Debian's own /usr/bin/python3; trixie: a venv in the chroot), checked by
+# the fixture
+PYTHON_WITHOUT_LIBVIRT = STACK.python_without_libvirt
 # power state of the domains of every hypervisor
 VMS = {'vm1': 'running', 'vm2': 'shutoff'}
 
@@ -63,10 +73,13 @@ class Remote(t.NamedTuple):
 @pytest.fixture(scope='module')
 def remote(ansible_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Remote]:
     """The private sshd, the known_hosts of the test and the environment of ansible-playbook (ssh shim in PATH)."""
-    if subprocess.run([PYTHON_WITHOUT_LIBVIRT, '-c', 'import libvirt'], capture_output=True, check=False).returncode == 0:
+    inside = [] if STACK.root is None else ['chroot', STACK.root]
+    if subprocess.run(inside + [PYTHON_WITHOUT_LIBVIRT, '-c', 'import libvirt'], capture_output=True,
+                      check=False).returncode == 0:
         pytest.skip(f'{PYTHON_WITHOUT_LIBVIRT} has libvirt-python: no Python without it to show the missing binding')
     work = tmp_path_factory.mktemp('remote')
-    server = sshd_tool.LoopbackSshd(list(HYPERVISORS.values()) + [BAD_HOST_KEY, UNKNOWN_HOST_KEY]).start()
+    server = sshd_tool.LoopbackSshd(list(HYPERVISORS.values()) + [BAD_HOST_KEY, UNKNOWN_HOST_KEY],
+                                    root=STACK.root).start()
     try:
         known_hosts = server.known_hosts(work / 'known_hosts', right=HYPERVISORS.values(), wrong=[BAD_HOST_KEY])
         shim = server.ssh_shim(work / 'bin', known_hosts)
@@ -88,7 +101,7 @@ def fleet(lab: t.Any) -> dict[str, str]:
             for hv in HYPERVISORS for vm, state in VMS.items()}
 
 
-def hypervisor_vars(remote: Remote, address: str, python: str = sys.executable) -> dict[str, t.Any]:
+def hypervisor_vars(remote: Remote, address: str, python: str = HYPERVISOR_PYTHON) -> dict[str, t.Any]:
     return {
         'ansible_connection': 'ssh',
         'ansible_host': address,
@@ -136,7 +149,7 @@ def test_fleet_guarded_change(mode, lab, fleet, remote, tmp_path, run):
     change = f'remote-{mode}'
     # with the URI mode nothing may run on the hypervisors: give them a Python without libvirt-python
     inventory = fleet_inventory(tmp_path / 'fleet.yml', remote, fleet,
-                                sys.executable if mode == 'hypervisor' else PYTHON_WITHOUT_LIBVIRT)
+                                HYPERVISOR_PYTHON if mode == 'hypervisor' else PYTHON_WITHOUT_LIBVIRT)
     states = {guest: lab.state(dom) for guest, dom in fleet.items()}
     assert all(snapshot_names(lab, dom) == set() for dom in fleet.values())
     log_mark = len(remote.sshd.log_text())
