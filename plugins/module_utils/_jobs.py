@@ -28,9 +28,8 @@ import stat
 import tempfile
 import time
 import typing as t
-from urllib.parse import urlsplit
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError, parse_uri
 
 JOBS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     'hypervisor_jobs': {'type': 'int', 'default': 0},
@@ -45,12 +44,13 @@ SYSTEM_LOCK_DIR = '/run/lock/kvm.snapshots'
 def hypervisor_key(uri: str) -> str:
     """What names the hypervisor of a URI: its host (empty for this machine) and path, without the
     transport, user, port or query, so that qemu+ssh:// and qemu+tls:// to one host count together."""
-    parts = urlsplit(uri)
-    host = (parts.hostname or '').lower()
+    parts = parse_uri(uri)  # not urlsplit: it takes a password holding "/", "#", "?" or "@" for the host
+    host = parts.host.lower()
     if host == 'localhost':
         host = ''
-    driver = parts.scheme.split('+', 1)[0]
-    return f'{driver}://{host}{parts.path or "/"}'
+    driver = (parts.scheme or '').split('+', 1)[0].lower()
+    path = parts.rest.split('?', 1)[0].split('#', 1)[0]
+    return f'{driver}://{host}{path or "/"}'
 
 
 def _is_root() -> bool:

@@ -20,7 +20,6 @@ import re
 import time
 import typing as t
 import xml.etree.ElementTree as ET
-from urllib.parse import urlsplit
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN_SNAPSHOT,
@@ -29,6 +28,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     connection_lost,
     describe,
     error_code,
+    parse_uri,
     retry_busy,
 )
 
@@ -564,7 +564,7 @@ def storage_full_note(dom: t.Any) -> str:
 
 def is_local_uri(uri: str) -> bool:
     """Whether the URI names libvirt on this machine (so its files are this machine's files)."""
-    return urlsplit(uri).hostname in (None, '', 'localhost')
+    return parse_uri(uri).host.lower() in ('', 'localhost')  # not urlsplit: a password may hold "/", "#", "@"
 
 
 def tighten_modes(facts: dict[str, t.Any]) -> None:

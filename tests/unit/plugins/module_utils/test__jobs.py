@@ -26,6 +26,9 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import Snap
     ('qemu+ssh://admin:secret@hv2/system', 'qemu://hv2/system'),
     ('qemu:///session', 'qemu:///session'),
     ('test:///default', 'test:///default'),
+    # a password urllib cannot read: the host is still hv1, and nothing of the password is in the key
+    ('qemu+ssh://root:S3c/ret@hv1/system', 'qemu://hv1/system'),
+    ('qemu+tcp://root:a@b#c?d@HV1:16509/system?x=1', 'qemu://hv1/system'),
 ])
 def test_hypervisor_key(uri, key):
     assert _jobs.hypervisor_key(uri) == key
