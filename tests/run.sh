@@ -13,22 +13,30 @@
 #   lint         ansible-lint, production profile, on roles/ and playbooks/
 #   changelog    antsibull-changelog lint (fragments and changelog.yaml)
 #   build        ansible-galaxy collection build + install + ansible-doc of each module and role
-#   integration  python3 -m pytest tests/integration (real libvirtd + QEMU from the lab)
+#   integration  python3 -m pytest tests/integration (real libvirtd + QEMU from the lab), on two stacks:
+#                bookworm: this machine's libvirtd (Debian 12, libvirt 9.0): every test;
+#                trixie: Debian 13's libvirtd (11.3) in the lab's cached chroot: every test but
+#                test_faults.py (KSLAB_STACK=trixie); one summary line per stack
 #
 # Options:
 #   --only LIST     run only these stages (comma-separated), e.g. --only unit,sanity
 #   --skip LIST     run all stages but these
 #   --no-install    do not install Debian or Python packages (they are already there)
+#   --stacks LIST   the stacks of the integration stage (default bookworm,trixie)
 #   --keep-lab      leave the lab's domains and daemons in place at the end
 #                   (by default, if this run started libvirtd, it removes
 #                   every lab domain and stops the daemons; if libvirtd was
-#                   already running, it leaves both to whoever started them)
+#                   already running, it leaves both to whoever started them;
+#                   the same for the trixie chroot's daemons and mounts)
 #   -h, --help      show this help
 #
 # Environment: PYTHON (default python3) is the Python used for everything.
 set -euo pipefail
 
 ALL_STAGES=(unit sanity lint changelog build integration)
+ALL_STACKS=(bookworm trixie)
+# the tests that do not run on the trixie stack (test_faults.py drives the host's own libvirtd)
+BOOKWORM_ONLY_TESTS=(test_faults.py)
 MODULES=(snapshot snapshot_info snapshot_revert snapshot_prune)
 
 usage() {
@@ -48,12 +56,15 @@ only=""
 skip=""
 install=1
 keep_lab=0
+stacks_arg=bookworm,trixie
 while (($#)); do
     case $1 in
         --only) only=${2:?--only needs a list}; shift 2 ;;
         --only=*) only=${1#*=}; shift ;;
         --skip) skip=${2:?--skip needs a list}; shift 2 ;;
         --skip=*) skip=${1#*=}; shift ;;
+        --stacks) stacks_arg=${2:?--stacks needs a list}; shift 2 ;;
+        --stacks=*) stacks_arg=${1#*=}; shift ;;
         --no-install) install=0; shift ;;
         --keep-lab) keep_lab=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -65,6 +76,13 @@ known() { [[ " ${ALL_STAGES[*]} " == *" $1 "* ]]; }
 for name in ${only//,/ } ${skip//,/ }; do
     known "$name" || { echo "run.sh: unknown stage '$name' (stages: ${ALL_STAGES[*]})" >&2; exit 2; }
 done
+
+stacks=()
+for name in ${stacks_arg//,/ }; do
+    [[ " ${ALL_STACKS[*]} " == *" $name "* ]] || { echo "run.sh: unknown stack '$name' (stacks: ${ALL_STACKS[*]})" >&2; exit 2; }
+    stacks+=("$name")
+done
+on_stack() { [[ " ${stacks[*]} " == *" $1 "* ]]; }
 
 stages=()
 for name in "${ALL_STAGES[@]}"; do
@@ -191,8 +209,15 @@ libvirtd_running() {
     [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
 }
 
+# Did the trixie chroot's libvirtd run before this run? Then leave it (and its mounts) running.
+stack_running() {
+    "$PYTHON" -c 'import sys; sys.path.insert(0, "tests/lab"); import lab; sys.exit(0 if lab.stack_running(sys.argv[1]) else 1)' "$1"
+}
+
 lab_up=0
 daemons_were_running=0
+stack_up=0
+stack_was_running=0
 do_lab() {
     if ! have_lab; then
         echo "run.sh: tests/lab/lab.py not found: no lab"
@@ -202,6 +227,18 @@ do_lab() {
     if libvirtd_running; then daemons_were_running=1; fi
     lab daemons || return $?
     lab image || return $?
+}
+
+# The trixie stack: a Debian 13 chroot (built once, about a minute or four, cached in
+# /var/cache/kvm-snapshots-lab) with its own virtlogd and libvirtd.
+do_lab_trixie() {
+    if ! have_lab; then
+        echo "run.sh: tests/lab/lab.py not found: no lab"
+        return 99
+    fi
+    if stack_running trixie; then stack_was_running=1; fi
+    stack_up=1
+    lab stack --name trixie || return $?
 }
 
 cleanup_done=0
@@ -216,6 +253,10 @@ cleanup_lab() {
     local start=$SECONDS rc=0
     echo
     echo "==> [lab cleanup]"
+    if ((stack_up == 1 && stack_was_running == 0)); then
+        # its lab domains, its daemons (by pid) and its mounts
+        lab stack-stop --name trixie || rc=$?
+    fi
     if ((daemons_were_running == 0)); then
         lab cleanup || rc=$?
         lab daemons-stop || rc=$?
@@ -317,7 +358,7 @@ stage_build() {
     return "$rc"
 }
 
-stage_integration() {
+stage_integration_bookworm() {
     if ! has_tests tests/integration; then
         echo "run.sh: tests/integration has no tests yet"
         return 99
@@ -327,7 +368,20 @@ stage_integration() {
         return 1
     fi
     refresh_link_farm
-    run_pytest tests/integration
+    KSLAB_STACK=bookworm run_pytest tests/integration
+}
+
+stage_integration_trixie() {
+    local files=() name
+    if ((lab_ok == 0 || lab_trixie_ok == 0)); then
+        echo "run.sh: the lab or its trixie stack did not come up (see [lab] and [lab-trixie] above)" >&2
+        return 1
+    fi
+    for name in tests/integration/test_*.py; do
+        [[ " ${BOOKWORM_ONLY_TESTS[*]} " == *" $(basename "$name") "* ]] || files+=("$name")
+    done
+    refresh_link_farm
+    KSLAB_STACK=trixie run_pytest "${files[@]}"
 }
 
 # --------------------------------------------------------------------------
@@ -341,12 +395,24 @@ if ((install == 1)); then
 fi
 
 lab_ok=0
+lab_trixie_ok=0
 if selected integration && has_tests tests/integration; then
     step lab do_lab
     [[ ${summary_results[-1]} == PASS ]] && lab_ok=1
+    if on_stack trixie; then
+        step lab-trixie do_lab_trixie
+        [[ ${summary_results[-1]} == PASS ]] && lab_trixie_ok=1
+    fi
 fi
 
 for name in "${stages[@]}"; do
+    if [[ $name == integration ]]; then
+        # one summary line per stack
+        for stack in "${stacks[@]}"; do
+            step "integration-$stack" "stage_integration_$stack"
+        done
+        continue
+    fi
     step "$name" "stage_$name"
 done
 
@@ -354,11 +420,11 @@ cleanup_lab
 
 echo
 echo "==================== tests/run.sh summary ===================="
-printf '%-14s %-6s %8s\n' step result seconds
+printf '%-20s %-6s %8s\n' step result seconds
 for i in "${!summary_names[@]}"; do
-    printf '%-14s %-6s %8s\n' "${summary_names[$i]}" "${summary_results[$i]}" "${summary_seconds[$i]}"
+    printf '%-20s %-6s %8s\n' "${summary_names[$i]}" "${summary_results[$i]}" "${summary_seconds[$i]}"
 done
-printf '%-14s %-6s %8s\n' total "" $((SECONDS - total_start))
+printf '%-20s %-6s %8s\n' total "" $((SECONDS - total_start))
 if ((${#failed[@]})); then
     echo "tests/run.sh: FAILED: ${failed[*]}"
     exit 1

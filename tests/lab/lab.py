@@ -967,6 +967,12 @@ def _save_stack_state(st, state):
     os.replace(tmp, st.state_file)
 
 
+def stack_running(name='trixie'):
+    """True if the chroot stack's virtlogd or libvirtd runs."""
+    st = Stack(name)
+    return st.root is not None and _stack_running(st)
+
+
 def _stack_running(st):
     return any(_pid_alive(_read_pidfile(st.host_path(pidfile)), name) for name, pidfile in STACK_DAEMONS)
 
