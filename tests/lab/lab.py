@@ -51,16 +51,21 @@ What the lab provides
     with the machine's load).
 
   All domains are ``<domain type='qemu'>`` (TCG): nested KVM hangs on this
-  kind of machine.  Disks, console logs and anything else the tests put
+  kind of machine.  ``firmware`` is ``bios`` (SeaBIOS, machine ``pc``),
+  ``efi`` (``<os firmware='efi'>``, machine ``q35``: libvirt picks OVMF and
+  makes a raw NVRAM, what virt-install does) or ``efi-qcow2`` (the same with
+  a qcow2 NVRAM); NVRAM files are ``RUN_DIR/<full>.nvram.fd|.qcow2``.  Disks, console logs and anything else the tests put
   there live in ``RUN_DIR`` (``/var/lib/kvm-snapshots-lab/run``), never in
   the repository.
 
 CLI (``python3 tests/lab/lab.py CMD``)
 ======================================
 
-``deps``, ``daemons``, ``daemons-stop``, ``image [--rebuild]``,
-``cleanup [--prefix P]``, ``up`` (deps + daemons + image), ``status``,
-``smoke [--keep]`` (end-to-end self check with timings).
+``deps``, ``daemons``, ``daemons-stop`` (also the stacks' daemons and mounts),
+``image [--rebuild]``, ``stack [--rebuild]``, ``stack-stop``,
+``cleanup [--prefix P]`` (on every stack that runs), ``up`` (deps + daemons +
+image + the trixie stack), ``status``, ``smoke [--keep] [--stack trixie]``
+(end-to-end self check with timings).
 
 Python use
 ==========
@@ -75,6 +80,47 @@ Import as ``from tests.lab import lab`` (repository root on ``sys.path``) or
 
 The directories can be moved with the environment variables
 ``KSLAB_STATE_DIR`` and ``KSLAB_CACHE_DIR``.
+
+Stacks
+======
+
+``Lab(stack='bookworm')`` (the default, or ``$KSLAB_STACK``) uses this
+machine's libvirtd (Debian 12: libvirt 9.0, QEMU 7.2) at ``qemu:///system``.
+``Lab(stack='trixie')`` uses Debian 13's (libvirt 11.3, QEMU 10.0, OVMF):
+
+* **Chroot** (``stack``): ``debootstrap --variant=minbase trixie`` from the
+  host's Debian mirror, then ``apt-get install --no-install-recommends``
+  ``STACK_PACKAGES`` inside (with /proc, /sys, /dev, /dev/pts bind-mounted and
+  a ``policy-rc.d`` that starts nothing), then ``STACK_SETUP_SH``
+  (``namespaces = []`` in its qemu.conf: libvirtd cannot make per-VM mount
+  namespaces in a chroot; no autostarted network).  Cached in
+  ``CACHE_DIR/trixie-<recipe hash>/root``, built in ``.stack-build-*`` under a
+  lock and renamed into place like the image; about 1-4 min (mirror speed),
+  475 MiB.
+* **Daemons**: ``chroot ROOT virtlogd -d`` and ``chroot ROOT libvirtd -d``,
+  pids from ROOT/run, recorded in ``STATE_DIR/stack-trixie.json`` and stopped
+  by ``stack-stop``/``daemons-stop`` by those pids only.  Before they start,
+  the lab mounts (private, nothing propagates) /proc, /sys, /dev, /dev/pts,
+  a tmpfs of its own on ROOT/run (the host's /run, where the host's libvirtd
+  lives, is never shared), and STATE_DIR and CACHE_DIR at the same paths
+  inside, so a disk path means the same file on both sides.  ``stack-stop``
+  removes the stack's lab domains, stops the daemons, and unmounts all that.
+  Both libvirtds use /dev/kvm, whose group differs between them (kvm is 107
+  on the host, 993 in the chroot): the lab makes it 0666, else libvirt
+  re-probes QEMU before each operation (seconds each).
+* **URI** from this machine: ``qemu+unix:///system?socket=ROOT/run/libvirt/libvirt-sock``
+  (``Stack.uri``; the host's 9.0 client library talks to 11.3 fine).  On the
+  hypervisor itself (``kvm_connection_mode=hypervisor``): the chroot's own
+  sshd (tests/lab/sshd.py with ``root``) lands in the chroot, whose
+  ``/usr/bin/python3`` is 3.13 with python3-libvirt and whose
+  ``qemu:///system`` is this libvirtd; ``STACK_PYTHON_WITHOUT_LIBVIRT`` is a
+  venv there without the binding.
+* Guests: ``guest_domain`` makes UEFI guests by default there (raw NVRAM,
+  the common case; ``$KSLAB_GUEST_FIRMWARE`` chooses), ``blank_domain``
+  SeaBIOS ones unless ``firmware`` is given.  A qcow2 NVRAM is made from the
+  raw template with qemu-img (Debian's ovmf has no qcow2 build, and libvirt
+  11.3 refuses to convert a template itself).  ``libvirt_version(uri)`` gives
+  the version of a stack's libvirtd.
 """
 
 from __future__ import annotations
@@ -1731,7 +1777,14 @@ def main(argv=None):
             for name in STACKS:
                 stop_stack(name)
         if args.cmd == 'cleanup':
-            doms, files = cleanup(args.prefix)
+            # the domains of every stack that runs (their files share RUN_DIR)
+            doms, files = [], []
+            for name in STACKS:
+                st = Stack(name)
+                if st.root is None or (_stack_running(st) and libvirt_answers(st.uri)):
+                    more_doms, more_files = cleanup(args.prefix, st.uri)
+                    doms += more_doms
+                    files += more_files
             print('removed %d domain(s), %d file(s)' % (len(doms), len(files)))
         if args.cmd == 'status':
             _cmd_status(args)
