@@ -16,6 +16,10 @@ description:
     the free space under them, guest agent channel) and the libvirt version of the daemon, so that roles and
     playbooks need no C(virsh) on the hypervisor; with a remote O(uri) nothing runs there but libvirtd.
   - Never changes anything.
+  - With a local O(uri), checks that each internal snapshot libvirt lists is in the snapshot table of every
+    qcow2 image it covers, and that the images hold no snapshot libvirt does not list (RV(snapshots[].consistent),
+    RV(domains) C(image_only)); a mismatch is also a warning. The table is read from the image's header,
+    read-only, also while the domain runs.
 author:
   - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
@@ -193,6 +197,17 @@ snapshots:
           type: str
           returned: always
           sample: /var/lib/libvirt/images/web1.pre-upgrade
+    consistent:
+      description:
+        - For an internal snapshot, whether every qcow2 image it covers holds it (QEMU's C(info snapshots),
+          C(qemu-img snapshot -l)). V(false) means libvirt keeps a record without the data behind it (it cannot
+          be reverted to), for instance after a tool handed the wrong name to QEMU; a warning says which images
+          miss it.
+        - V(null) when it cannot be told here (a remote O(uri), an external snapshot, a domain with external
+          snapshots, an image that cannot be read).
+      type: bool
+      returned: always
+      sample: true
   sample:
     - name: base
       domain: web1
@@ -300,6 +315,16 @@ domains:
       type: bool
       returned: always
       sample: true
+    image_only:
+      description:
+        - Internal snapshots the domain's qcow2 images hold that libvirt does not list (left by an interrupted
+          snapshot, or by a name QEMU misread); a warning names them. Remove one with
+          C(qemu-img snapshot -d NAME IMAGE) with the domain shut off.
+        - Empty when none, or when it cannot be told (see RV(snapshots[].consistent)).
+      type: list
+      elements: str
+      returned: always
+      sample: []
     disks:
       description:
         - The disks a snapshot can cover (not CD-ROMs, not read-only disks), in the order of the domain XML.
@@ -390,6 +415,11 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     describe,
     error_code,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._qcow2 import (
+    Qcow2Error,
+    compare_internal,
+    read_snapshot_names,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     domain_disks,
     domain_state,
@@ -426,6 +456,7 @@ class SnapshotInfo:
             if read is None:
                 continue
             listed, facts = read
+            facts['image_only'] = self._compare_images(dom.name(), listed, facts['disks'])
             current = next((s['name'] for s in listed if s['current']), None)
             domains[dom.name()] = dict({'current': current, 'tree': snapshot_tree(listed), 'count': len(listed)},
                                        **facts)
@@ -436,6 +467,41 @@ class SnapshotInfo:
             result['current'] = domains[self.domain]['current']
             result['tree'] = domains[self.domain]['tree']
         return result
+
+    def _compare_images(self, domain: str, listed: list[dict[str, t.Any]], disks: list[dict[str, t.Any]]) -> list[str]:
+        """Set ``consistent`` on each snapshot: whether the qcow2 images hold what libvirt lists; warn on a
+        mismatch. Returns the names the images hold that libvirt does not list."""
+        for snap in listed:
+            snap['consistent'] = None
+        checkable = is_local_uri(self.client.uri) and not any(s['location'] == 'external' for s in listed)
+        files = [d['file'] for d in disks if d['type'] == 'file' and d['format'] == 'qcow2' and d['snapshot'] != 'no'
+                 and d['file']]
+        if not checkable or not files:
+            return []
+        images: dict[str, list[str] | None] = {}
+        for path in files:
+            try:
+                images[path] = read_snapshot_names(path)
+            except Qcow2Error:
+                images[path] = None  # not readable here (another owner, gone): nothing can be told
+        if all(names is None for names in images.values()):
+            return []
+        missing, extra = compare_internal(listed, images)
+        for snap in listed:
+            if snap['location'] == 'internal':
+                snap['consistent'] = snap['name'] not in missing
+                if snap['name'] in missing:
+                    self.client.module.warn(
+                        f'Snapshot "{snap["name"]}" of domain "{domain}" is listed by libvirt, but the image(s) '
+                        f'{", ".join(missing[snap["name"]])} do not hold it: reverting to it cannot work. It may be '
+                        'the work of a name QEMU misread (a " or \\ in a name handed to its monitor); delete the '
+                        'record with the domain shut off.')
+        if extra:
+            self.client.module.warn(
+                f'The image(s) of domain "{domain}" hold internal snapshots that libvirt does not list: '
+                f'{", ".join(repr(n) for n in extra)}. They take space and no tool of libvirt shows them; remove one '
+                'with "qemu-img snapshot -d NAME IMAGE" with the domain shut off.')
+        return extra
 
     def _read(self, dom: t.Any) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]] | None:
         """The snapshots and the facts of ``dom``; None when the domain went away while all domains are read."""
