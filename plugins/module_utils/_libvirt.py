@@ -16,6 +16,7 @@ can act on.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import threading
@@ -24,7 +25,7 @@ import traceback
 import typing as t
 from urllib.parse import unquote
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, _load_params, missing_required_lib
 
 try:
     import libvirt
@@ -451,13 +452,62 @@ class _MaskingModule(AnsibleModule):
             self.no_log_values.update(uri_secrets(params.get(key)))
 
 
+# The integer options' bounds (None: no bound). Past them a value cannot mean anything useful and would break
+# something below: a thread join or libvirt keepalive that cannot take the number, one lock file per slot.
+OPTION_RANGES: dict[str, tuple[int | None, int | None, str]] = {
+    'connect_timeout': (0, 86400, 'seconds, 0 for no limit'),
+    'busy_timeout': (0, 86400, 'seconds'),
+    'hypervisor_jobs': (None, 1024, 'jobs at once, 0 for no limit'),
+    'hypervisor_jobs_timeout': (0, 31 * 86400, 'seconds'),
+}
+
+
+def _not_finite(value: t.Any) -> bool:
+    """Whether ansible-core's int conversion would raise OverflowError (not a message) for ``value``:
+    an infinite float, or a string such as "inf" or "-Infinity"."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, float) and math.isinf(value)
+
+
+def infinite_int_options(spec: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The int options given an infinite value (raw module arguments), which AnsibleModule cannot report."""
+    try:
+        raw = _load_params()
+    except Exception:  # pylint: disable=broad-exception-caught
+        return {}  # AnsibleModule reports unreadable arguments itself
+    return {k: v for k, v in raw.items() if k in spec and spec[k].get('type') == 'int' and _not_finite(v)}
+
+
+def option_range_problem(params: dict[str, t.Any]) -> str | None:
+    """A message for the first integer option outside OPTION_RANGES, or None."""
+    for option, (low, high, unit) in OPTION_RANGES.items():
+        value = params.get(option)
+        if not isinstance(value, int) or (low is None or value >= low) and (high is None or value <= high):
+            continue
+        shown = str(value) if len(str(value)) <= 20 else f'{str(value)[:12]}... ({len(str(value))} digits)'
+        limits = f'from {low} to {high}' if low is not None else f'at most {high}'
+        return f'{option} is {shown}; it must be {limits} ({unit}). Nothing was changed.'
+    return None
+
+
 class AnsibleLibvirtModule:
     """AnsibleModule plus a libvirt connection for the kvm.snapshots modules."""
 
     def __init__(self, argument_spec: dict[str, t.Any], **kwargs: t.Any) -> None:
         spec = dict(COMMON_ARGUMENT_SPEC)
         spec.update(argument_spec)
+        # ansible-core lets an OverflowError (a traceback) out for an int option given "inf": taken as raw here,
+        # and refused with a message below
+        infinite = infinite_int_options(spec)
+        spec.update({k: dict(spec[k], type='raw') for k in infinite})
         self.module = _MaskingModule(argument_spec=spec, **kwargs)
+        if infinite:
+            self.module.fail_json(msg=f'{", ".join(sorted(infinite))}: must be a whole number, not '
+                                      f'{", ".join(repr(v) for v in infinite.values())}. Nothing was changed.')
         self.params = self.module.params
         self.module.no_log_values.update(uri_secrets(self.params['uri']))  # masked wherever it would appear
         problem = uri_problem(self.params['uri'])
@@ -466,6 +516,9 @@ class AnsibleLibvirtModule:
         self.check_mode = self.module.check_mode
         self.diff_mode = self.module._diff
         self._conn: t.Any = None
+        out_of_range = option_range_problem(self.params)
+        if out_of_range:
+            self.module.fail_json(msg=out_of_range)
         if libvirt is None:
             self.module.fail_json(
                 msg=missing_required_lib(
