@@ -682,15 +682,17 @@ def _stop_orphaned_build(build_dir):
     """Kill the process group a SIGKILLed build left running in build_dir.
 
     Only the group recorded in build_dir/child.pid, and only if its leader
-    still runs with build_dir on its command line.
+    still runs with build_dir on its command line or as its root directory
+    (``chroot DIR cmd`` execs cmd, whose command line no longer names DIR).
     """
     pid = _read_pidfile(os.path.join(build_dir, 'child.pid'))
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as fh:
             cmdline = fh.read().decode(errors='replace')
+        root = os.readlink('/proc/%d/root' % pid)
     except OSError:
         return
-    if build_dir not in cmdline:
+    if build_dir not in cmdline and not (root + '/').startswith(build_dir.rstrip('/') + '/'):
         return
     LOG.info('stopping the orphaned build process group %d', pid)
     with contextlib.suppress(ProcessLookupError):
