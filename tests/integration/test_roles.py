@@ -12,10 +12,13 @@ and playbooks/ runs here too.
 
 from __future__ import annotations
 
+import base64
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import typing as t
 
@@ -103,7 +106,7 @@ def test_guarded_change_rolls_back_only_the_broken_guest(lab, fleet, run_playboo
 
 
 def test_single_steps_snapshot_rollback_twice_cleanup(lab, fleet, run_playbook, tmp_path):
-    """snapshot_now, break the guest, rollback_now twice (the second does not revert), cleanup_now."""
+    """snapshot_now, break the guest, rollback_now twice (the second reverts again, keeping what it throws away), cleanup_now."""
     dom = fleet['g3']
     inventory = write_inventory(tmp_path / 'one.yml', {'g3': {'kvm_domain': dom}})
     before = snapshot_names(lab, dom)
@@ -127,18 +130,20 @@ def test_single_steps_snapshot_rollback_twice_cleanup(lab, fleet, run_playbook, 
     assert in_guest(lab, dom, '/usr/bin/ls', '/usr/bin')[0] == 0
     assert snapshot_names(lab, dom) == before | {'pre-change-step1', 'rollback-safety-step1'}
 
-    # a mark made after the first rollback survives the second: it does not revert again
+    # a second run reverts again (the guest may have changed since the first: here it has), and keeps what it
+    # throws away, the mark made after the first rollback, in a safety snapshot of its own
     assert in_guest(lab, dom, '/bin/sh', '-c', 'echo after > /root/after-rollback')[0] == 0
     second = run_playbook(PLAYBOOKS / 'rollback_now.yml', inventory=inventory, extra_vars=rollback_vars)
-    assert second.recap()['g3']['changed'] == 0, second
-    assert 'already rolled back to pre-change-step1' in second.stdout
-    assert in_guest(lab, dom, '/usr/bin/cat', '/root/after-rollback')[1].strip() == 'after'
+    assert second.recap()['g3']['changed'] >= 1, second
+    assert 'reverted to pre-change-step1' in second.stdout and 'kept as rollback-safety-step1-2.' in second.stdout
+    assert in_guest(lab, dom, '/usr/bin/test', '-e', '/root/after-rollback')[0] == 1
     assert lab.state(dom) == 'running'
-    assert snapshot_names(lab, dom) == before | {'pre-change-step1', 'rollback-safety-step1'}
+    assert snapshot_names(lab, dom) == before | {'pre-change-step1', 'rollback-safety-step1', 'rollback-safety-step1-2'}
+    assert current_snapshot(lab, dom) == 'pre-change-step1'
 
     # accept the change: only its pre-change snapshot goes; then prune everything the roles made
     run_playbook(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory, extra_vars={'kvm_change_id': 'step1'})
-    assert snapshot_names(lab, dom) == before | {'rollback-safety-step1'}
+    assert snapshot_names(lab, dom) == before | {'rollback-safety-step1', 'rollback-safety-step1-2'}
     run_playbook(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory)
     assert snapshot_names(lab, dom) == {n for n in before if not n.startswith(('pre-change-', 'rollback-safety-'))}
 
@@ -195,6 +200,179 @@ def test_preflight_refuses_before_changing_anything(lab, run_playbook, tmp_path)
     assert 'is not known to' in result.stdout
     assert 'Not enough free space for the pre-change snapshot' in result.stdout
     assert snapshot_names(lab, raw) == set() and snapshot_names(lab, small) == set()
+
+
+@pytest.fixture(scope='module')
+def solo(lab: t.Any) -> str:
+    """One real guest with a working guest agent, for the scenarios below (each leaves it without snapshots)."""
+    domain = lab.guest_domain('solo', memory_mib=384)
+    lab.wait_agent(domain, timeout=300)
+    return domain
+
+
+def read_guest_file(lab: t.Any, domain: str, path: str) -> str:
+    """A file of the guest, read by its agent alone (works with /usr/bin deleted)."""
+    handle = lab.agent_command(domain, {'execute': 'guest-file-open', 'arguments': {'path': path, 'mode': 'r'}})
+    try:
+        read = lab.agent_command(domain, {'execute': 'guest-file-read', 'arguments': {'handle': handle, 'count': 4096}})
+    finally:
+        lab.agent_command(domain, {'execute': 'guest-file-close', 'arguments': {'handle': handle}})
+    return base64.b64decode(read['buf-b64']).decode()
+
+
+def drop_snapshots(lab: t.Any, domain: str) -> None:
+    for name in snapshot_names(lab, domain):
+        assert lab.virsh('snapshot-delete', domain, name).returncode == 0
+
+
+def test_guarded_change_failing_twice_with_one_change_id(lab, solo, run_playbook, tmp_path):
+    """The same change (one kvm_change_id) fails twice on a guest: both failures are rolled back.
+
+    The second run reuses the pre-change snapshot of the first (and says so); its rollback reverts although the
+    target is the current snapshot and a safety snapshot of the change exists, and keeps the second broken state as
+    rollback-safety-twice-2 next to the first one's rollback-safety-twice.
+    """
+    dom = solo
+    drop_snapshots(lab, dom)
+    inventory = write_inventory(tmp_path / 'solo.yml', {'r1': {'kvm_domain': dom}})
+    common = {'kvm_change_tasks': str(FLEET / 'change.yml'), 'kvm_change_id': 'twice', 'roles_break': 'r1',
+              'kvm_serial': ['100%'], 'kvm_answer_agent': True, 'rollback_check_command': ['/usr/bin/ls', '/usr/bin'],
+              'rollback_wait_timeout': 180}
+
+    def whole_and_unchanged() -> None:
+        assert lab.state(dom) == 'running'
+        assert in_guest(lab, dom, '/usr/bin/ls', '/usr/bin')[0] == 0
+        assert in_guest(lab, dom, '/usr/bin/test', '-e', '/root/changed')[0] == 1
+
+    first = run_playbook(PLAYBOOKS / 'guarded_change.yml', inventory=inventory, expect_rc=2,
+                         extra_vars=dict(common, roles_mark='-first'))
+    assert 'The change failed on r1' in first.stdout and 'kept as rollback-safety-twice.' in first.stdout, first
+    whole_and_unchanged()
+
+    second = run_playbook(PLAYBOOKS / 'guarded_change.yml', inventory=inventory, expect_rc=2,
+                          extra_vars=dict(common, roles_mark='-second'))
+    assert second.recap()['r1']['rescued'] == 1, second
+    assert 'exists from an earlier run of change twice' in second.stdout, second
+    assert 'kept as rollback-safety-twice-2.' in second.stdout, second
+    whole_and_unchanged()  # before the fix: the second change (and its rm -rf) stayed, "rolled back" all the same
+    names = {'pre-change-twice', 'rollback-safety-twice', 'rollback-safety-twice-2'}
+    assert snapshot_names(lab, dom) == names
+    assert current_snapshot(lab, dom) == 'pre-change-twice'
+    assert set(lab.qemu_img_snapshots(lab.disk_paths(dom)[0])) == names
+
+    # each safety snapshot holds the broken state of its own failure
+    for name, mark in (('rollback-safety-twice', 'twice-first'), ('rollback-safety-twice-2', 'twice-second')):
+        assert lab.virsh('snapshot-revert', dom, name, '--running').returncode == 0
+        lab.wait_agent(dom, timeout=60)
+        assert read_guest_file(lab, dom, '/root/changed').strip() == mark
+        assert in_guest(lab, dom, '/usr/bin/ls', '/usr/bin')[0] == 127
+    assert lab.virsh('snapshot-revert', dom, 'pre-change-twice', '--running').returncode == 0
+    lab.wait_agent(dom, timeout=60)
+    whole_and_unchanged()
+
+    # done with the change: cleanup_now takes every snapshot the roles made
+    run_playbook(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory)
+    assert snapshot_names(lab, dom) == set()
+
+
+class ArgvRecorder:
+    """The command line of every process of the machine, sampled while a playbook runs, and of every virsh run.
+
+    virsh is a wrapper first on PATH that logs its argv before it runs the real one; everything else is read from
+    /proc/*/cmdline every few milliseconds (short processes may be missed there, virsh never is).
+    """
+
+    def __init__(self, directory: pathlib.Path) -> None:
+        self.bin = directory / 'bin'
+        self.bin.mkdir()
+        self.virsh_log = directory / 'virsh-argv.log'
+        real = shutil.which('virsh') or '/usr/bin/virsh'
+        wrapper = self.bin / 'virsh'
+        wrapper.write_text(f'#!/bin/sh\nprintf "%s\\0" "$@" >> {self.virsh_log}\necho >> {self.virsh_log}\n'
+                           f'exec {real} "$@"\n')
+        wrapper.chmod(0o755)
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for cmdline in pathlib.Path('/proc').glob('[0-9]*/cmdline'):
+                try:
+                    self.seen.add(cmdline.read_bytes().replace(b'\0', b' ').decode(errors='replace'))
+                except OSError:
+                    pass
+            time.sleep(0.005)
+
+    def __enter__(self) -> ArgvRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: t.Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def everything(self) -> str:
+        virsh = self.virsh_log.read_text(errors='replace') if self.virsh_log.exists() else ''
+        return '\n'.join(sorted(self.seen)) + '\n' + virsh
+
+
+def test_uri_password_never_shown_kept_or_on_a_command_line(lab, solo, ansible_env, run_playbook, tmp_path):
+    """A URI with a password (libvirt ignores it on a local socket, so the roles really work through it):
+    snapshot_now, rollback_now (waiting for the agent and a check command through it), cleanup_now and a
+    guarded change with the agent check, all with -vvv and a jsonfile fact cache. The password (as written,
+    percent-encoded, and decoded) is in no output, no cached fact and no command line of any process;
+    the messages and facts show user:********@. A failure (a missing domain) and a URI libvirt cannot parse
+    (its "Unable to parse URI" repeats the URI) are masked too."""
+    dom = solo
+    drop_snapshots(lab, dom)
+    marker = 'Pw!S3c'
+    written = marker + '%2Fr%40t%23%3F%5B'  # decoded: Pw!S3c/r@t#?[
+    uri = f'qemu+unix://root:{written}@/system'
+    facts = tmp_path / 'facts'
+    env = dict(ansible_env, PATH=f'{tmp_path / "bin"}:{ansible_env["PATH"]}', ANSIBLE_CACHE_PLUGIN='jsonfile',
+               ANSIBLE_CACHE_PLUGIN_CONNECTION=str(facts))
+    inventory = write_inventory(tmp_path / 'secret.yml', {
+        'r1': {'kvm_domain': dom, 'kvm_uri': uri},
+        'ghost': {'kvm_domain': lab.prefix + 'no-such-guest', 'kvm_uri': uri},
+        # "/" and "@" unencoded: libvirt cannot read it and says so with the whole URI
+        'garbled': {'kvm_domain': dom, 'kvm_uri': f'qemu+unix://root:{marker}/r@t@/system'},
+    })
+    runs = []
+    with ArgvRecorder(tmp_path) as recorder:
+        taken = run_playbook(PLAYBOOKS / 'snapshot_now.yml', inventory=inventory, env=env, kvm_uri=None,
+                             expect_rc=2, args=['-vvv'], extra_vars={'kvm_change_id': 'sec1'})
+        runs.append(taken)
+        assert taken.recap()['r1']['failed'] == 0 and taken.recap()['ghost']['failed'] == 1, taken
+        assert taken.recap()['garbled']['failed'] == 1, taken
+        assert 'is not known to qemu+unix://root:********@/system' in taken.stdout, taken
+        assert 'Unable to parse URI qemu+unix://root:********@/system' in taken.stdout, taken
+        assert snapshot_names(lab, dom) == {'pre-change-sec1'}
+        runs.append(run_playbook(PLAYBOOKS / 'rollback_now.yml', inventory=inventory, env=env, kvm_uri=None,
+                                 args=['-vvv', '--limit', 'r1'], extra_vars={
+                                     'kvm_change_id': 'sec1', 'rollback_wait_for': 'agent',
+                                     'rollback_check_command': ['/usr/bin/true'], 'rollback_wait_timeout': 180}))
+        assert 'reverted to pre-change-sec1' in runs[-1].stdout
+        runs.append(run_playbook(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory, env=env, kvm_uri=None,
+                                 args=['-vvv', '--limit', 'r1']))
+        assert snapshot_names(lab, dom) == set()
+        runs.append(run_playbook(PLAYBOOKS / 'guarded_change.yml', inventory=inventory, env=env, kvm_uri=None,
+                                 args=['-vvv', '--limit', 'r1'], extra_vars={
+                                     'kvm_change_tasks': str(FLEET / 'noop.yml'), 'kvm_change_id': 'sec2',
+                                     'kvm_answer_agent': True}))
+        assert runs[-1].recap()['r1']['failed'] == 0 and snapshot_names(lab, dom) == set()
+    # the agent tasks ran through the module: the guest-ping of guarded_change and the rollback's wait and check
+    assert 'guest-ping' in runs[-1].stdout and 'guest-exec-status' in runs[1].stdout
+
+    cached = {path.name: path.read_text() for path in facts.iterdir()}  # <prefix><host name> each
+    r1_facts = next(text for name, text in cached.items() if name.endswith('r1'))
+    # pre_change_snapshot, rollback_result and cleanup_result keep the URI, masked (the cache's JSON format changes
+    # with the Ansible version: the text is looked at, not its structure)
+    assert r1_facts.count('qemu+unix://root:********@/system') == 3, r1_facts
+    everything = '\n'.join([run.stdout + run.stderr for run in runs] + list(cached.values()) + [recorder.everything()])
+    for secret in (marker, 'S3c%2F', 'S3c/r@t'):
+        assert secret not in everything, [line for line in everything.splitlines() if secret in line][:5]
+    assert recorder.seen, 'no command line was sampled'
 
 
 def test_ansible_lint_production(ansible_env):
