@@ -158,15 +158,25 @@ def validate_text(text: str | None, what: str = 'description') -> str | None:
     return text
 
 
-def build_snapshot_xml(name: str, description: str | None = None, disk_only: bool = False) -> str:
-    """The ``<domainsnapshot>`` document for a new snapshot."""
+def build_snapshot_xml(name: str, description: str | None = None, plan: t.Any = None) -> str:
+    """The ``<domainsnapshot>`` document for a new snapshot (``plan``: a _kind.Plan; None: internal).
+
+    For an external snapshot every overlay and the memory file are named here, as planned (the names
+    libvirt would pick itself), so that what check mode predicts is what is made.
+    """
     root = ET.Element('domainsnapshot')
     ET.SubElement(root, 'name').text = name
     if description is not None:
         ET.SubElement(root, 'description').text = description
-    if disk_only:
-        # libvirt picks overlay files next to each disk: <image>.<snapshot name>
-        ET.SubElement(root, 'memory', snapshot='no')
+    if plan is not None and plan.location == 'external':
+        if plan.memory_file:
+            ET.SubElement(root, 'memory', snapshot='external', file=plan.memory_file)
+        else:
+            ET.SubElement(root, 'memory', snapshot='no')
+        disks = ET.SubElement(root, 'disks')
+        for overlay in plan.overlays:
+            disk = ET.SubElement(disks, 'disk', name=overlay['disk'], snapshot='external')
+            ET.SubElement(disk, 'source', file=overlay['file'])
     return ET.tostring(root, encoding='unicode')
 
 
@@ -194,6 +204,7 @@ def parse_snapshot_xml(xml: str) -> dict[str, t.Any]:
     epoch = int(epoch_text) if epoch_text and epoch_text.isdigit() else None
     memory_node = root.find('memory')
     memory = memory_node.get('snapshot') if memory_node is not None else None
+    memory_file = memory_node.get('file') if memory_node is not None else None
     disks = []
     for disk in root.findall('disks/disk'):
         source = disk.find('source')
@@ -215,6 +226,7 @@ def parse_snapshot_xml(xml: str) -> dict[str, t.Any]:
         'parent': root.findtext('parent/name'),
         'location': 'external' if external else 'internal',
         'memory': memory,
+        'memory_file': memory_file or None,
         'disks': disks,
     }
 
@@ -354,53 +366,6 @@ def domain_disks(dom: t.Any, xml: str | None = None) -> list[dict[str, t.Any]]:
             'snapshot': disk.get('snapshot'),
         })
     return disks
-
-
-def check_internal_possible(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> None:
-    """Refuse an internal snapshot where libvirt would refuse it or lose data (``disks``: as domain_disks).
-
-    * every disk must be qcow2 (raw disks cannot hold internal snapshots);
-    * no external snapshot may exist: internal snapshots on top of external
-      overlays are the mix in which libvirt before 11.0 loses data.
-    """
-    name = dom.name()
-    for disk in domain_disks(dom) if disks is None else disks:
-        if disk['snapshot'] == 'no':
-            continue
-        if disk['format'] != 'qcow2':
-            raise SnapshotError(
-                f'Domain "{name}": disk {disk["name"]} ({disk["file"]}) is {disk["format"] or "of unknown format"}; '
-                'an internal snapshot needs every disk in qcow2 format. Convert the disk '
-                '(qemu-img convert -O qcow2) or take an external snapshot with disk_only: true.',
-                domain=name, disk=disk['name'])
-    try:
-        external = dom.listAllSnapshots(LIST_EXTERNAL)
-    except LibvirtError:
-        external = []  # drivers without the filter (the test driver) have no external snapshots
-    if external:
-        raise SnapshotError(
-            f'Domain "{name}" has external (disk-only) snapshots ({", ".join(sorted(s.getName() for s in external))}); '
-            'an internal snapshot on top of external overlays is refused because libvirt before 11.0 '
-            'can lose data with that mix. Delete the external snapshots first, or use disk_only: true.',
-            domain=name)
-
-
-def check_external_possible(dom: t.Any) -> None:
-    """Refuse an external (disk-only) snapshot of a domain that has internal snapshots.
-
-    libvirt 9.0 cannot delete an external snapshot whose parent is internal ("not supported"),
-    and reverting to the internal snapshot afterwards puts the domain back on the image below
-    the overlay: the overlay, and everything written to it, no longer matches its backing file.
-    """
-    name = dom.name()
-    internal = sorted(s['name'] for s in list_snapshots(dom) if s['location'] == 'internal')
-    if internal:
-        raise SnapshotError(
-            f'Domain "{name}" has internal snapshots ({", ".join(internal)}); an external (disk-only) snapshot '
-            'on top of them is refused because libvirt cannot delete it again (an external snapshot with an '
-            'internal parent) and a revert to an internal one would leave its overlay behind, out of step with '
-            'the image it is based on. Keep to one kind per domain: delete the internal snapshots first, '
-            'or use disk_only: false.', domain=name)
 
 
 def check_revert_possible(dom: t.Any, target: dict[str, t.Any]) -> None:
@@ -568,10 +533,13 @@ def is_local_uri(uri: str) -> bool:
 
 
 def tighten_modes(facts: dict[str, t.Any]) -> None:
-    """Overlays hold guest data: readable by their owner only (libvirt < 11.10 makes offline ones 0644)."""
-    for disk in facts['disks']:
-        path = disk.get('file')
-        if disk.get('snapshot') == 'external' and path and os.path.isfile(path):
+    """Overlays and memory files hold guest data: readable by their owner only.
+
+    libvirt before 11.10 makes the overlays of offline external snapshots 0644 (CVE-2025-13193).
+    """
+    paths = [d.get('file') for d in facts['disks'] if d.get('snapshot') == 'external'] + [facts.get('memory_file')]
+    for path in paths:
+        if path and os.path.isfile(path):
             mode = os.stat(path).st_mode & 0o777
             if mode & 0o077:
                 os.chmod(path, mode & 0o700)
@@ -594,22 +562,26 @@ def hide_memory(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> None
         pass  # not ours to change (another owner, a read-only mount): the file keeps the mode it had
 
 
-def create_snapshot(dom: t.Any, name: str, description: str | None = None, disk_only: bool = False,
+def create_snapshot(dom: t.Any, name: str, description: str | None = None, plan: t.Any = None,
                     quiesce: bool = False, local: bool = True, busy_timeout: float = 0,
                     disks: list[dict[str, t.Any]] | None = None) -> tuple[dict[str, t.Any], bool]:
     """Take snapshot ``name`` of ``dom``; returns its facts and whether this call made it.
 
+    ``plan``: the kind to take (a _kind.Plan; None: libvirt's default, internal).
     When libvirt refuses because another run made the same name meanwhile,
     that snapshot is returned: one snapshot per name is the goal.
     ``local``: the module runs where the disks are, so overlay modes can be fixed.
     ``busy_timeout``: how long to keep trying while another job holds the domain.
     ``disks``: the domain's disks as domain_disks, when already read before the snapshot.
     """
-    flags = CREATE_DISK_ONLY | CREATE_ATOMIC if disk_only else 0
+    external = plan is not None and plan.location == 'external'
+    flags = 0
+    if external:
+        flags = CREATE_ATOMIC | (CREATE_DISK_ONLY if plan.memory == 'no' else 0)
     if quiesce:
         flags |= CREATE_QUIESCE
     try:
-        xml = build_snapshot_xml(name, description, disk_only)
+        xml = build_snapshot_xml(name, description, plan)
         snap = retry_busy(lambda: dom.snapshotCreateXML(xml, flags), busy_timeout)
     except LibvirtError as exc:
         if connection_lost(exc):
@@ -621,7 +593,7 @@ def create_snapshot(dom: t.Any, name: str, description: str | None = None, disk_
                 domain=dom.name()) from None
         existing = lookup_snapshot(dom, name)
         if existing is None:
-            note = storage_full_note(dom) if local and not disk_only else ''
+            note = storage_full_note(dom) if local and not external else ''
             raise SnapshotError(describe(exc, f'Creating snapshot "{name}" of domain "{dom.name()}"') + note,
                                 domain=dom.name()) from None
         return snapshot_facts(existing, dom.name()), False

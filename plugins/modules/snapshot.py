@@ -12,10 +12,15 @@ version_added: 0.1.0
 description:
   - Takes a snapshot named O(name) of a KVM/QEMU domain, or deletes it. This is what C(virsh snapshot-create-as)
     and C(virsh snapshot-delete) do, made idempotent, checkable and safe.
-  - A running domain gets a full snapshot (memory, CPU and disks, internal to its qcow2 images); the guest
-    is paused while its memory is written. A shut-off domain gets a disk snapshot.
-  - With O(disk_only=true) the snapshot is external and disk-only; libvirt switches every disk to a new
-    overlay file next to it (C(<image>.<snapshot name>)) and the guest is not paused.
+  - A running domain gets a full snapshot (memory, CPU and disks), which O(kvm.snapshots.snapshot_revert#module:)
+    brings back running as it was; the guest is paused while its memory is written. A shut-off domain gets a disk
+    snapshot.
+  - The kind is chosen by O(location). By default (V(auto)) the snapshot is internal (inside the qcow2 images)
+    where libvirt can take and revert that, and external otherwise (UEFI guests with a raw NVRAM, raw disks),
+    where libvirt 9.9 or later can revert it. The choice and its reason are in the result (RV(kind)) and the diff.
+  - An external snapshot switches every disk to a new overlay file beside it (C(<image without suffix>.<snapshot
+    name>)), and keeps the memory of a running domain in C(<overlay of the first disk>.memory).
+  - With O(disk_only=true) the snapshot is external and disk-only; the guest is not paused.
   - Acts on one domain (O(domain)) or on many in one run (O(domains), batch mode).
 author:
   - kvm.snapshots contributors (@kvm-snapshots)
@@ -58,6 +63,21 @@ options:
       - When the snapshot exists with another description, the description is updated in place.
       - Left out, an existing snapshot's description is not touched.
     type: str
+  location:
+    description:
+      - Where the snapshot is kept.
+      - V(internal) inside the qcow2 images of the disks (every disk must be qcow2; a running UEFI guest needs a
+        qcow2 NVRAM and libvirt 10.10 or later).
+      - V(external) in new overlay files beside the disks (any disk format), and for a running domain its memory
+        in a file; reverting one needs libvirt 9.9 or later.
+      - V(auto) picks internal where it can be taken and reverted on this libvirt, else external where that can be
+        reverted, else fails before anything is made, saying why and what would work. On libvirt 11.2 and 11.3,
+        whose internal reverts can fail, it picks external.
+      - A domain keeps to one kind; internal snapshots on top of external ones (or the reverse) are refused.
+      - Ignored for a snapshot that exists already.
+    type: str
+    choices: [auto, internal, external]
+    default: auto
   disk_only:
     description:
       - Take an external, disk-only snapshot (no memory state, no pause of the guest).
@@ -165,6 +185,17 @@ snapshot:
     location: internal
     memory: internal
     disks: [{name: vda, snapshot: internal, file: null}]
+kind:
+  description:
+    - The kind of the snapshot made (or that would be, in check mode) and why it was chosen (see O(location)).
+  returned: when O(domain) is given, O(state=present) and a snapshot is made
+  type: dict
+  sample:
+    location: external
+    memory: external
+    reason: >-
+      an internal snapshot cannot be made: the domain boots with UEFI and its NVRAM is raw: libvirt takes internal
+      snapshots of a running UEFI guest only with a qcow2 NVRAM (libvirt 10.10 or later)
 deleted:
   description: Names of the snapshots deleted (or that would be, in check mode).
   returned: when O(domain) is given and O(state=absent)
@@ -202,6 +233,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     with_diff,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
+from ansible_collections.kvm.snapshots.plugins.module_utils._kind import LOCATIONS, KindPlanner, Plan
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
@@ -213,9 +245,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     CREATE_CURRENT,
     CREATE_REDEFINE,
     DELETE_CHILDREN,
-    check_external_possible,
     check_free_space,
-    check_internal_possible,
     check_monitor_delete,
     check_monitor_name,
     create_snapshot,
@@ -269,36 +299,37 @@ class SnapshotManager:
             snap = lookup_snapshot(dom, self.name)
         if snap is not None:
             return self._update(dom, snap)
-        predicted, disks = self._predict(dom)
+        predicted, disks, plan = self._predict(dom)
+        kind = {'location': plan.location, 'memory': plan.memory, 'reason': plan.reason}
         if self.client.check_mode:
-            return {'changed': True, 'snapshot': predicted, '_before': summary(None), '_after': summary(predicted)}
+            return {'changed': True, 'snapshot': predicted, 'kind': kind, 'warnings': plan.warnings,
+                    '_before': summary(None), '_after': dict(summary(predicted), reason=plan.reason)}
         resumed = resume_interrupted(dom, self.params['busy_timeout'])
         with job_slot(self.client, f'Snapshot "{self.name}" of domain "{dom.name()}"'):
-            facts, made = create_snapshot(dom, self.name, self.description, self.params['disk_only'],
-                                          self.params['quiesce'], is_local_uri(self.client.uri),
-                                          self.params['busy_timeout'], disks)
+            facts, made = create_snapshot(dom, self.name, self.description, plan, self.params['quiesce'],
+                                          is_local_uri(self.client.uri), self.params['busy_timeout'], disks)
         # made is False when another run took the same name meanwhile: this run changed nothing
-        result = {'changed': made, 'snapshot': facts, '_before': summary(None if made else facts),
-                  '_after': summary(facts)}
+        result = {'changed': made, 'snapshot': facts, 'kind': kind, 'warnings': list(plan.warnings),
+                  '_before': summary(None if made else facts),
+                  '_after': dict(summary(facts), reason=plan.reason) if made else summary(facts)}
         if resumed:
-            result['warnings'] = [resumed]
+            result['warnings'].append(resumed)
         return result
 
-    def _predict(self, dom: t.Any) -> tuple[dict[str, t.Any], list[dict[str, t.Any]]]:
-        """The snapshot that would be made, and the domain's disks; raises where libvirt would refuse."""
+    def _predict(self, dom: t.Any) -> tuple[dict[str, t.Any], list[dict[str, t.Any]], Plan]:
+        """The snapshot that would be made, the domain's disks and the plan; raises where it cannot be made."""
         disk_only = self.params['disk_only']
         state = domain_state(dom)
+        local = is_local_uri(self.client.uri)
         xml = dom.XMLDesc(0)  # read once for every check below
         disks = domain_disks(dom, xml)
-        if not disk_only:
-            check_internal_possible(dom, disks)
-            if state in ('running', 'paused'):
-                check_monitor_name(dom, self.name)
-                if is_local_uri(self.client.uri):
-                    check_free_space(dom, disks)
-        else:
-            check_external_possible(dom)
-        if disk_only and self.params['quiesce'] and state != 'running':
+        plan = KindPlanner(dom, xml, disks, state, self.client.conn.getLibVersion(), local).plan(
+            self.name, self.params['location'], disk_only)
+        if state in ('running', 'paused') and plan.location == 'internal':
+            check_monitor_name(dom, self.name)
+        if local and plan.memory != 'no':
+            check_free_space(dom, disks)
+        if self.params['quiesce'] and state != 'running':
             raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
                                 'with qemu-guest-agent.', domain=dom.name())
         if self.params['quiesce'] and not has_agent_channel(dom, xml):
@@ -307,28 +338,30 @@ class SnapshotManager:
                 'Nothing was changed. Add <channel type="unix"><target type="virtio" '
                 'name="org.qemu.guest_agent.0"/></channel> to the domain, or leave quiesce off.',
                 domain=dom.name())
-        if disk_only:
-            # libvirt records an offline disk-only snapshot as 'shutoff'
-            snap_state, memory = ('shutoff' if state == 'shutoff' else 'disk-snapshot'), 'no'
-        elif state in ('running', 'paused'):
-            snap_state, memory = state, 'internal'
+        if plan.memory != 'no':
+            snap_state = state
+        elif plan.location == 'external' and state != 'shutoff':
+            snap_state = 'disk-snapshot'
         else:
-            snap_state, memory = 'shutoff', 'no'
+            snap_state = 'shutoff'  # libvirt records a snapshot of a shut-off domain as 'shutoff'
         return {
             'name': self.name, 'domain': dom.name(), 'description': self.description,
             'state': snap_state, 'creation_time': None, 'creation_time_epoch': None,
             'parent': dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None,
-            'children': [], 'current': True,
-            'location': 'external' if disk_only else 'internal', 'memory': memory, 'disks': [],
-        }, disks
+            'children': [], 'current': True, 'location': plan.location, 'memory': plan.memory,
+            'memory_file': plan.memory_file,
+            'disks': [{'name': o['disk'], 'snapshot': 'external', 'file': o['file']} for o in plan.overlays],
+        }, disks, plan
 
     def _update(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
         facts = snapshot_facts(snap, dom.name())
         before = summary(facts)
         result: dict[str, t.Any] = {'changed': False}
-        if self.params['disk_only'] != (facts['location'] == 'external'):
+        asked = 'external' if self.params['disk_only'] else self.params['location']
+        if asked not in ('auto', facts['location']):
+            option = 'disk_only' if self.params['disk_only'] else 'location'
             result['warnings'] = [f'Snapshot "{self.name}" of "{dom.name()}" exists as an {facts["location"]} '
-                                  'snapshot; disk_only does not change an existing snapshot.']
+                                  f'snapshot; {option} does not change an existing snapshot.']
         if self.description is not None and self.description != (facts['description'] or ''):
             result['changed'] = True
             if not self.client.check_mode:
@@ -378,6 +411,7 @@ def main() -> None:
         description={'type': 'str'},
         disk_only={'type': 'bool', 'default': False},
         quiesce={'type': 'bool', 'default': False},
+        location={'type': 'str', 'default': 'auto', 'choices': list(LOCATIONS)},
         children={'type': 'bool', 'default': False},
     )
     client = AnsibleLibvirtModule(argument_spec, supports_check_mode=True, **BATCH_MODULE_KWARGS)

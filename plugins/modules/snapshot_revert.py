@@ -149,9 +149,16 @@ safety_snapshot_created:
   sample: true
 '''
 
+import time
 import typing as t
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
+from ansible_collections.kvm.snapshots.plugins.module_utils._kind import (
+    EXTERNAL_REVERT,
+    INTERNAL_REVERT_BROKEN,
+    KindPlanner,
+    version_text,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
@@ -166,7 +173,6 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     REVERT_PAUSED,
     REVERT_RUNNING,
     check_free_space,
-    check_internal_possible,
     check_monitor_name,
     check_revert_possible,
     create_snapshot,
@@ -180,8 +186,11 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     validate_text,
 )
 
-# libvirt 9.9 is the first to revert external snapshots
-EXTERNAL_REVERT_VERSION = 9009000
+# What libvirt says when a revert would need a file that exists: its new overlays are named after the second
+# of the revert (<image>.<epoch seconds>), so two reverts within one second collide.
+_OVERLAY_EXISTS = 'already exists'
+# What QEMU says when libvirt 11.2 or 11.3 hands it the wrong block nodes for an internal revert.
+_BROKEN_INTERNAL_REVERT = 'is writable but does not support snapshots'
 
 START_PAUSED = 1  # VIR_DOMAIN_START_PAUSED
 
@@ -251,12 +260,11 @@ class RevertManager:
         if target['location'] != 'external':
             return
         version = self.client.conn.getLibVersion()
-        if version < EXTERNAL_REVERT_VERSION:
-            have = f'{version // 1000000}.{version // 1000 % 1000}.{version % 1000}'
+        if version < EXTERNAL_REVERT:
             raise SnapshotError(
-                f'Snapshot "{target["name"]}" of domain "{self.domain_name}" is external (disk-only); '
-                f'reverting external snapshots needs libvirt 9.9 or later and this hypervisor has {have}. '
-                'Nothing was changed. Use internal snapshots (disk_only: false) for snapshots you may revert to, '
+                f'Snapshot "{target["name"]}" of domain "{self.domain_name}" is external; reverting external '
+                f'snapshots needs libvirt 9.9 or later and this hypervisor has {version_text(version)}. '
+                'Nothing was changed. Use internal snapshots (location: internal) for snapshots you may revert to, '
                 'or upgrade libvirt.', domain=self.domain_name)
 
     @staticmethod
@@ -277,18 +285,24 @@ class RevertManager:
             self.client.module.warn(f'Safety snapshot "{self.safety_name}" of "{self.domain_name}" exists already '
                                     '(an earlier run took it); it is kept and not taken again.')
             return snapshot_facts(existing, self.domain_name), False
-        disks = domain_disks(dom)  # read once for the checks and the snapshot
-        check_internal_possible(dom, disks)
-        if domain_state(dom) in ('running', 'paused'):
+        xml = dom.XMLDesc(0)  # read once for the checks and the snapshot
+        disks = domain_disks(dom, xml)
+        state = domain_state(dom)
+        local = is_local_uri(self.client.uri)
+        plan = KindPlanner(dom, xml, disks, state, self.client.conn.getLibVersion(), local).plan(
+            self.safety_name, 'auto', False)
+        if state in ('running', 'paused') and plan.location == 'internal':
             check_monitor_name(dom, self.safety_name)
-            if is_local_uri(self.client.uri):
-                check_free_space(dom, disks)
+        if local and plan.memory != 'no':
+            check_free_space(dom, disks)
+        for warning in plan.warnings:
+            self.client.module.warn(warning)
         if self.client.check_mode:
             return {'name': self.safety_name, 'domain': self.domain_name,
-                    'description': self.params['safety_description'], 'location': 'internal'}, True
-        return create_snapshot(dom, self.safety_name, self.params['safety_description'],
-                               local=is_local_uri(self.client.uri), busy_timeout=self.params['busy_timeout'],
-                               disks=disks)
+                    'description': self.params['safety_description'], 'location': plan.location,
+                    'memory': plan.memory}, True
+        return create_snapshot(dom, self.safety_name, self.params['safety_description'], plan, local=local,
+                               busy_timeout=self.params['busy_timeout'], disks=disks)
 
     def _revert(self, dom: t.Any, snap: t.Any) -> None:
         wanted = self.params['state_after']
@@ -298,10 +312,22 @@ class RevertManager:
         elif wanted == 'paused':
             flags |= REVERT_PAUSED
         try:
-            retry_busy(lambda: dom.revertToSnapshot(snap, flags), self.params['busy_timeout'])
+            try:
+                retry_busy(lambda: dom.revertToSnapshot(snap, flags), self.params['busy_timeout'])
+            except LibvirtError as exc:
+                if _OVERLAY_EXISTS not in str(exc) or snapshot_facts(snap, self.domain_name)['location'] != 'external':
+                    raise
+                # the overlays of the previous revert of this second: the next second gets new names
+                time.sleep(1.1 - time.time() % 1)
+                retry_busy(lambda: dom.revertToSnapshot(snap, flags), self.params['busy_timeout'])
         except LibvirtError as exc:
-            raise SnapshotError(describe(exc, f'Reverting domain "{self.domain_name}" to snapshot "{snap.getName()}"'),
-                                domain=self.domain_name) from None
+            msg = describe(exc, f'Reverting domain "{self.domain_name}" to snapshot "{snap.getName()}"')
+            version = self.client.conn.getLibVersion()
+            if _BROKEN_INTERNAL_REVERT in str(exc) and INTERNAL_REVERT_BROKEN[0] <= version < INTERNAL_REVERT_BROKEN[1]:
+                msg += (f'. This is a known bug of libvirt 11.2 and 11.3 (this hypervisor has {version_text(version)}), '
+                        'fixed in 11.4: upgrade libvirt to revert internal snapshots, and check the domain\'s state. '
+                        'New snapshots taken with location: auto are external on these releases, and revert.')
+            raise SnapshotError(msg, domain=self.domain_name) from None
         self._settle(dom, wanted)
 
     @staticmethod

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import uuid
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -12,6 +13,26 @@ import pytest
 
 
 TEST_URI = 'test:///default'
+
+DOMAIN_XML = """<domain type='test'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='{fmt}'/>
+      <source file='/guest/{name}.img'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>{channel}
+  </devices>
+</domain>"""
+
+
+AGENT_CHANNEL_XML = """
+    <channel type='unix'>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>"""
 
 
 @pytest.fixture
@@ -44,3 +65,33 @@ def add_snapshot():
     """add_snapshot(dom, name, epoch, parent=None, description=None, current=False) -> the snapshot, defined
     with an explicit creation time (so ages and orders are known without waiting); make_domain removes it."""
     return redefine_snapshot
+
+
+@pytest.fixture
+def make_domain(conn):
+    """make_domain(state='running'|'paused'|'shutoff', fmt='qcow2', prefix='unit', agent=False, xml=None) -> libvirt
+    domain with a unique name; ``xml(name)``, when given, makes its XML instead of the one-disk default."""
+    made = []
+
+    def make(state='running', fmt='qcow2', prefix='unit', agent=False, xml=None):
+        name = f'{prefix}-{uuid.uuid4().hex[:8]}'
+        if xml is None:
+            dom = conn.defineXML(DOMAIN_XML.format(name=name, fmt=fmt, channel=AGENT_CHANNEL_XML if agent else ''))
+        else:
+            dom = conn.defineXML(xml(name))
+        made.append(name)
+        if state in ('running', 'paused'):
+            dom.create()
+        if state == 'paused':
+            dom.suspend()
+        return dom
+
+    yield make
+    for name in made:
+        try:
+            dom = conn.lookupByName(name)
+        except libvirt.libvirtError:
+            continue
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)

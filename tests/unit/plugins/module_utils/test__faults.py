@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-import uuid
 from types import SimpleNamespace
 
 import libvirt
@@ -337,35 +336,7 @@ def test_one_monitor_rule_for_every_action(action, advice):
     s.check_monitor_names(_Driver('QEMU'), ['fine', "it's"], action)
 
 
-# mixed internal and external snapshots
-
-def _domain(conn):
-    xml = f"""<domain type='test'><name>faults-{uuid.uuid4().hex[:8]}</name><memory unit='MiB'>64</memory>
-      <os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/><source file='/guest/x.img'/><target dev='vda' bus='virtio'/></disk>
-      </devices></domain>"""
-    return conn.defineXML(xml)
-
-
-@pytest.fixture
-def conn():
-    connection = libvirt.open(TEST_URI)
-    made = []
-    connection.made = made
-    yield connection
-    for dom in made:
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-    connection.close()
-
-
-def test_external_refused_on_top_of_internal(conn):
-    dom = _domain(conn)
-    conn.made.append(dom)
-    s.check_external_possible(dom)  # no snapshots: fine
-    dom.snapshotCreateXML(s.build_snapshot_xml('internal-1'), 0)
-    with pytest.raises(SnapshotError, match=r'has internal snapshots \(internal-1\).*cannot delete it again'):
-        s.check_external_possible(dom)
-
+# reverting between the kinds
 
 def _facts(name, location):
     return {'name': name, 'location': location}

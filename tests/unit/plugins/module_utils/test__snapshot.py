@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._kind import Plan
 from ansible_collections.kvm.snapshots.plugins.module_utils import _snapshot as s
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
 
@@ -89,10 +90,17 @@ def test_build_xml_without_description():
     assert root.find('memory') is None
 
 
-def test_build_xml_disk_only_has_no_memory():
-    root = ET.fromstring(s.build_snapshot_xml('n', disk_only=True))
-    assert root.find('memory').get('snapshot') == 'no'
-    assert root.find('disks') is None  # libvirt picks the overlay files
+def test_build_xml_external_names_every_file():
+    disk_only = Plan('external', 'no', 'asked for', [{'disk': 'vda', 'file': '/i/a.n'}], None, [])
+    root = ET.fromstring(s.build_snapshot_xml('n', plan=disk_only))
+    assert root.find('memory').attrib == {'snapshot': 'no'}
+    assert [(d.get('name'), d.get('snapshot'), d.find('source').get('file')) for d in root.findall('disks/disk')] == [
+        ('vda', 'external', '/i/a.n')]
+    with_memory = disk_only._replace(memory='external', memory_file='/i/a.n.memory')
+    root = ET.fromstring(s.build_snapshot_xml('n', plan=with_memory))
+    assert root.find('memory').attrib == {'snapshot': 'external', 'file': '/i/a.n.memory'}
+    internal = ET.fromstring(s.build_snapshot_xml('n', plan=disk_only._replace(location='internal')))
+    assert internal.find('memory') is None and internal.find('disks') is None  # libvirt's default: internal
 
 
 def test_replace_description():
@@ -144,6 +152,7 @@ def test_parse_running_internal():
         'parent': 'base',
         'location': 'internal',
         'memory': 'internal',
+        'memory_file': None,
         'disks': [{'name': 'vda', 'snapshot': 'internal', 'file': None},
                   {'name': 'hdc', 'snapshot': 'no', 'file': None}],  # not the <domain>'s disks
     }
@@ -353,40 +362,6 @@ def test_domain_disks_skips_cdroms(make_domain):
     disks = s.domain_disks(dom)
     assert [(d['name'], d['format'], d['snapshot']) for d in disks] == [('vda', 'qcow2', None), ('vdb', 'raw', 'no')]
     assert disks[0]['file'] == f'/guest/{dom.name()}.img'
-
-
-def test_check_internal_possible(make_domain):
-    s.check_internal_possible(make_domain('qcow2'))  # the raw disk with snapshot='no' and the CD-ROM do not count
-    raw = make_domain('raw')
-    with pytest.raises(SnapshotError, match='disk vda .* is raw; an internal snapshot needs every disk in qcow2') as raised:
-        s.check_internal_possible(raw)
-    assert raised.value.details == {'domain': raw.name(), 'disk': 'vda'}
-
-
-class _Named:
-    def __init__(self, name):
-        self._name = name
-
-    def getName(self):
-        return self._name
-
-
-class _WithExternal:
-    """A qcow2 domain of the test driver that also reports external snapshots (the test driver has none)."""
-
-    def __init__(self, dom):
-        self._dom = dom
-
-    def __getattr__(self, attr):
-        return getattr(self._dom, attr)
-
-    def listAllSnapshots(self, flags=0):
-        return [_Named('ext-2'), _Named('ext-1')] if flags & s.LIST_EXTERNAL else self._dom.listAllSnapshots(flags)
-
-
-def test_check_internal_refuses_on_top_of_external(make_domain):
-    with pytest.raises(SnapshotError, match=r'has external \(disk-only\) snapshots \(ext-1, ext-2\)'):
-        s.check_internal_possible(_WithExternal(make_domain()))
 
 
 # local files

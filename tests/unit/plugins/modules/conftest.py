@@ -11,69 +11,17 @@ fixture is seen by the module under test. Each fixture removes what it made.
 from __future__ import annotations
 
 import json
-import uuid
 
-import libvirt
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
 TEST_URI = 'test:///default'
-
-DOMAIN_XML = """<domain type='test'>
-  <name>{name}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type></os>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='{fmt}'/>
-      <source file='/guest/{name}.img'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>{channel}
-  </devices>
-</domain>"""
-
-
-AGENT_CHANNEL_XML = """
-    <channel type='unix'>
-      <target type='virtio' name='org.qemu.guest_agent.0'/>
-    </channel>"""
 
 
 class ModuleFailed(Exception):
     def __init__(self, result):
         super().__init__(result.get('msg'))
         self.result = result
-
-
-@pytest.fixture
-def make_domain(conn):
-    """make_domain(state='running'|'paused'|'shutoff', fmt='qcow2', prefix='unit', agent=False, xml=None) -> libvirt
-    domain with a unique name; ``xml(name)``, when given, makes its XML instead of the one-disk default."""
-    made = []
-
-    def make(state='running', fmt='qcow2', prefix='unit', agent=False, xml=None):
-        name = f'{prefix}-{uuid.uuid4().hex[:8]}'
-        if xml is None:
-            dom = conn.defineXML(DOMAIN_XML.format(name=name, fmt=fmt, channel=AGENT_CHANNEL_XML if agent else ''))
-        else:
-            dom = conn.defineXML(xml(name))
-        made.append(name)
-        if state in ('running', 'paused'):
-            dom.create()
-        if state == 'paused':
-            dom.suspend()
-        return dom
-
-    yield make
-    for name in made:
-        try:
-            dom = conn.lookupByName(name)
-        except libvirt.libvirtError:
-            continue
-        if dom.isActive():
-            dom.destroy()
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
 
 @pytest.fixture

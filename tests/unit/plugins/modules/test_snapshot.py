@@ -38,7 +38,10 @@ def test_create_check_real_check_real(run_module, make_domain, state, snap_state
     assert predicted['snapshot']['state'] == snap_state
     assert predicted['diff'] == {'before': {'state': 'absent'},
                                  'after': {'state': 'present', 'name': 'pre-change',
-                                           'description': 'before the change', 'location': 'internal'}}
+                                           'description': 'before the change', 'location': 'internal',
+                                           'reason': 'internal snapshots work for this domain and libvirt'}}
+    assert predicted['kind'] == {'location': 'internal', 'memory': memory,
+                                 'reason': 'internal snapshots work for this domain and libvirt'}
     assert names(dom) == []
 
     made = run_module(snapshot, args)
@@ -145,7 +148,7 @@ def test_raw_disk_names_the_disk_and_changes_nothing(run_failing, run_module, ma
     dom = make_domain('running', fmt='raw')
     failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's'})
     msg = failed['msg']
-    assert 'disk vda' in msg and 'raw' in msg and 'qcow2' in msg and 'disk_only: true' in msg
+    assert 'disk vda' in msg and 'raw' in msg and 'qcow2' in msg and 'location: external' in msg
     assert names(dom) == []
 
 
@@ -242,10 +245,7 @@ class _ExternalCapable:
         self.calls.append((xml, flags))
         if flags & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY:
             # record as the driver would, through REDEFINE of an external snapshot
-            root = ET.fromstring(xml)
-            disks = ET.SubElement(root, 'disks')
-            ET.SubElement(ET.SubElement(disks, 'disk', name='vda', snapshot='external'),
-                          'source', file='/guest/overlay')
+            root = ET.fromstring(xml)  # the module names the overlays itself
             ET.SubElement(root, 'state').text = 'disk-snapshot'
             ET.SubElement(root, 'creationTime').text = '1795635615'
             root.append(ET.fromstring(self._dom.XMLDesc(0)))
@@ -264,12 +264,13 @@ def test_disk_only_and_quiesce_flags(run_failing, run_module, make_domain, monke
                      | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE)
     assert ET.fromstring(xml).find('memory').get('snapshot') == 'no'
     assert result['snapshot']['location'] == 'external'
-    assert result['snapshot']['disks'] == [{'name': 'vda', 'snapshot': 'external', 'file': '/guest/overlay'}]
+    assert result['snapshot']['disks'] == [{'name': 'vda', 'snapshot': 'external', 'file': f'/guest/{dom.name()}.ext'}]
+    assert result['kind'] == {'location': 'external', 'memory': 'no', 'reason': 'asked for (disk_only: true)'}
 
     # An internal snapshot on top of the external one is refused: the mix libvirt < 11.0 loses data in.
-    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 'internal-on-top'})
-    assert 'external (disk-only) snapshots (ext)' in failed['msg']
-    assert 'can lose data' in failed['msg']
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 'internal-on-top', 'location': 'internal'})
+    assert 'has external snapshots (ext)' in failed['msg']
+    assert 'loses data' in failed['msg']
     assert names(dom) == ['ext']
 
 

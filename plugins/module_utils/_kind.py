@@ -1,0 +1,239 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This module_utils is PRIVATE to the kvm.snapshots collection.
+# It may change without notice; do not use it from other collections.
+
+"""Which kind of snapshot a domain can take, and revert, on the libvirt that runs it.
+
+One place decides between an internal snapshot (inside the qcow2 images) and an external one
+(new overlay files, and a memory file for a running domain), from what the running libvirt, the
+domain's firmware and disks and its existing snapshots allow. Every rule below names the libvirt
+release that brought or fixed the behaviour it guards; docs/support-matrix.md lists them.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+import xml.etree.ElementTree as ET
+
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import LibvirtError, SnapshotError
+from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import list_snapshots
+
+LIST_INTERNAL = 256
+LIST_EXTERNAL = 512
+
+# libvirt versions as getLibVersion() reports them: major * 1,000,000 + minor * 1,000 + micro
+EXTERNAL_REVERT = 9_009_000  # reverting external snapshots (9.9)
+PFLASH_INTERNAL = 10_010_000  # internal snapshots of running UEFI guests with qcow2 NVRAM (10.9; revert/delete fixed in 10.10)
+# Upstream 11.2 and 11.3 fail every revert to an internal snapshot with memory ("Device ... is writable but does
+# not support snapshots", fixed in 11.4); Debian 13's 11.3.0-3+deb13u3 and RHEL carry the fix, so the version alone
+# does not tell. snapshot_revert explains the error when it meets it.
+INTERNAL_REVERT_BROKEN = (11_002_000, 11_004_000)
+
+LOCATIONS = ('auto', 'internal', 'external')
+NAME_MAX = 255  # bytes of one file name on Linux file systems
+
+
+def version_text(number: int) -> str:
+    return f'{number // 1000000}.{number // 1000 % 1000}.{number % 1000}'
+
+
+def firmware(xml: str) -> dict[str, t.Any]:
+    """The firmware of a domain from its XML: ``{'firmware': 'efi'|'bios', 'pflash': bool, 'nvram', 'nvram_format'}``.
+
+    UEFI firmware is loaded as pflash (a writable NVRAM beside the read-only code). libvirt makes the NVRAM a raw
+    file unless the domain asks for qcow2 (``<nvram format='qcow2'>``, libvirt 10.9 or later).
+    """
+    os_node = ET.fromstring(xml).find('os')
+    if os_node is None:
+        return {'firmware': 'bios', 'pflash': False, 'nvram': None, 'nvram_format': None}
+    loader = os_node.find('loader')
+    nvram = os_node.find('nvram')
+    efi = os_node.get('firmware') == 'efi' or (loader is not None and loader.get('type') == 'pflash')
+    pflash = efi and (loader is None or loader.get('type') in (None, 'pflash'))
+    nvram_format = None
+    if pflash:
+        nvram_format = (nvram.get('format') if nvram is not None else None) or 'raw'
+    return {
+        'firmware': 'efi' if efi else 'bios',
+        'pflash': pflash,
+        'nvram': nvram.text.strip() if nvram is not None and nvram.text else None,
+        'nvram_format': nvram_format,
+    }
+
+
+def overlay_path(source: str, snapshot: str) -> str:
+    """The overlay file libvirt makes for a disk when an external snapshot names none.
+
+    libvirt drops the last suffix of the disk's present file and appends ``.<snapshot name>``:
+    ``web1.qcow2`` becomes ``web1.pre-upgrade``, and after it ``web1.nightly``.
+    """
+    head, tail = os.path.split(source)
+    stem = tail.rsplit('.', 1)[0] if '.' in tail else tail
+    return os.path.join(head, f'{stem}.{snapshot}')
+
+
+def memory_path(disks: list[dict[str, t.Any]], snapshot: str) -> str | None:
+    """Where the memory of an external snapshot goes: beside the first disk's overlay, ``<overlay>.memory``."""
+    for disk in disks:
+        if disk['snapshot'] != 'no' and disk['type'] == 'file' and disk['file']:
+            return overlay_path(disk['file'], snapshot) + '.memory'
+    return None
+
+
+def names_by_location(dom: t.Any) -> tuple[list[str], list[str]]:
+    """The names of the internal and of the external snapshots of ``dom`` (two calls, no XML read)."""
+    try:
+        return (sorted(s.getName() for s in dom.listAllSnapshots(LIST_INTERNAL)),
+                sorted(s.getName() for s in dom.listAllSnapshots(LIST_EXTERNAL)))
+    except LibvirtError:  # drivers without these filters (the test driver): read every snapshot
+        snapshots = list_snapshots(dom)
+        return (sorted(s['name'] for s in snapshots if s['location'] == 'internal'),
+                sorted(s['name'] for s in snapshots if s['location'] == 'external'))
+
+
+class Plan(t.NamedTuple):
+    """The snapshot to take: ``location`` internal/external, ``memory`` internal/external/no, and why."""
+    location: str
+    memory: str
+    reason: str
+    overlays: list[dict[str, str]]
+    memory_file: str | None
+    warnings: list[str]
+
+
+class KindPlanner:
+    """Decides the kind of a new snapshot of one domain. Raises SnapshotError, before anything is made, where
+    the kind asked for cannot be made, or (for ``auto``) where no snapshot that can be reverted can be made."""
+
+    def __init__(self, dom: t.Any, xml: str, disks: list[dict[str, t.Any]], state: str, version: int,
+                 local: bool) -> None:
+        self.dom = dom
+        self.domain = dom.name()
+        self.disks = [d for d in disks if d['snapshot'] != 'no']
+        self.excluded = [d['name'] for d in disks if d['snapshot'] == 'no']
+        self.running = state in ('running', 'paused')
+        self.version = version
+        self.firmware = firmware(xml)
+        self.internal_snapshots, self.external_snapshots = names_by_location(dom)
+        self.local = local
+
+    # Why each kind cannot be made (None: it can)
+
+    def why_not_internal(self, disk_only: bool) -> str | None:
+        if disk_only and self.running:
+            return ('an internal snapshot of a running domain always holds its memory (libvirt refuses an internal '
+                    'disk-only one)')
+        for disk in self.disks:
+            if disk['format'] != 'qcow2':
+                return (f'disk {disk["name"]} ({disk["file"]}) is {disk["format"] or "of unknown format"}, and an '
+                        'internal snapshot needs every disk in qcow2 format')
+        if self.running and self.excluded:
+            return (f'disk {", ".join(self.excluded)} is left out of snapshots (snapshot="no"), and libvirt takes a '
+                    'snapshot with memory only of every disk')
+        fw = self.firmware
+        if self.running and fw['pflash'] and (fw['nvram_format'] != 'qcow2' or self.version < PFLASH_INTERNAL):
+            if fw['nvram_format'] != 'qcow2':
+                return (f'the domain boots with UEFI and its NVRAM{" " + fw["nvram"] if fw["nvram"] else ""} is raw: '
+                        'libvirt takes internal snapshots of a running UEFI guest only with a qcow2 NVRAM '
+                        '(libvirt 10.10 or later)')
+            return (f'the domain boots with UEFI: libvirt {version_text(self.version)} cannot take internal '
+                    'snapshots of a running UEFI guest (libvirt 10.10 or later can, with a qcow2 NVRAM)')
+        if self.external_snapshots:
+            return (f'the domain has external snapshots ({", ".join(self.external_snapshots)}), and internal '
+                    'snapshots on top of external overlays are the mix in which libvirt before 11.0 loses data')
+        return None
+
+    def why_not_external(self, snapshot: str, memory: bool) -> str | None:
+        if self.internal_snapshots:
+            return (f'the domain has internal snapshots ({", ".join(self.internal_snapshots)}), and libvirt cannot '
+                    'delete an external snapshot whose parent is internal, nor revert between the two kinds without '
+                    'leaving overlays out of step with their images')
+        if self._has_checkpoints():
+            return ('the domain has checkpoints (incremental backups), and libvirt refuses external snapshots '
+                    'of a domain with checkpoints')
+        for disk in self.disks:
+            if disk['type'] != 'file' or not disk['file']:
+                return (f'disk {disk["name"]} is not a plain file ({disk["type"]}); the collection lets libvirt name '
+                        'the overlay files, which it does only for files')
+        files = [overlay_path(d['file'], snapshot) for d in self.disks]
+        mem = memory_path(self.disks, snapshot) if memory else None
+        if memory and mem is None:
+            return 'no disk is a file that the memory file could be put beside'
+        for path in files + ([mem] if mem else []):
+            if len(os.path.basename(path).encode()) > NAME_MAX:
+                return (f'the file {path} would have a name longer than {NAME_MAX} bytes (the disk file name, a dot '
+                        'and the snapshot name); choose a shorter snapshot name')
+            if self.local and os.path.lexists(path):
+                return f'the file {path} exists already (another snapshot, or a file left behind)'
+        if len(set(files)) != len(files):
+            return 'two disks would get the same overlay file name (their files differ only in the suffix)'
+        return None
+
+    def _has_checkpoints(self) -> bool:
+        try:
+            return bool(self.dom.listAllCheckpoints(0))
+        except (LibvirtError, AttributeError):  # drivers (the test driver) or bindings without checkpoints
+            return False
+
+    # The decision
+
+    def plan(self, snapshot: str, location: str, disk_only: bool) -> Plan:
+        revertable = self.version >= EXTERNAL_REVERT
+        warnings: list[str] = []
+        internal_problem = self.why_not_internal(disk_only)
+        if location == 'internal':
+            if internal_problem:
+                self._refuse(snapshot, f'an internal snapshot cannot be made: {internal_problem}', location)
+            return self._internal('asked for (location: internal)')
+        if location == 'auto' and not disk_only and internal_problem is None:
+            return self._internal('internal snapshots work for this domain and libvirt')
+        memory = self.running and not disk_only
+        external_problem = self.why_not_external(snapshot, memory)
+        if external_problem:
+            if location == 'external' or disk_only:
+                self._refuse(snapshot, f'an external snapshot cannot be made: {external_problem}', location)
+            self._refuse(snapshot, f'no snapshot that can be reverted can be made. Internal: {internal_problem}. '
+                                   f'External: {external_problem}', location)
+        if not revertable:
+            text = (f'libvirt {version_text(self.version)} cannot revert external snapshots (9.9 or later can); '
+                    'this one can be deleted (its overlays are merged back) but not reverted to')
+            if location == 'auto' and not disk_only:
+                self._refuse(snapshot, f'no snapshot that can be reverted can be made. Internal: {internal_problem}. '
+                                       f'External: {text}', location)
+            warnings.append(f'Snapshot "{snapshot}" of domain "{self.domain}": {text}.')
+        if location == 'external':
+            reason = 'asked for (location: external)'
+        elif disk_only:
+            reason = 'asked for (disk_only: true)'
+        else:
+            reason = f'an internal snapshot cannot be made: {internal_problem}'
+        return Plan('external', 'external' if memory else 'no', reason,
+                    [{'disk': d['name'], 'file': overlay_path(d['file'], snapshot)} for d in self.disks],
+                    memory_path(self.disks, snapshot) if memory else None, warnings)
+
+    def _internal(self, reason: str) -> Plan:
+        return Plan('internal', 'internal' if self.running else 'no', reason, [], None, [])
+
+    def _refuse(self, snapshot: str, why: str, location: str) -> t.NoReturn:
+        fixes = []
+        fw = self.firmware
+        if any(d['format'] != 'qcow2' for d in self.disks):
+            fixes.append('convert the disks to qcow2 (qemu-img convert -O qcow2) for internal snapshots')
+        if fw['pflash'] and fw['nvram_format'] != 'qcow2':
+            fixes.append('on libvirt 10.10 or later, give the domain a qcow2 NVRAM (<nvram format="qcow2">) for '
+                         'internal snapshots')
+        if self.version < EXTERNAL_REVERT:
+            fixes.append('upgrade libvirt to 9.9 or later, which reverts external snapshots')
+        if self.running and fw['pflash']:
+            fixes.append('take the snapshot while the domain is shut off')
+        if location != 'auto':
+            fixes.append('leave location at auto, which picks a kind that works')
+        elif self.version < EXTERNAL_REVERT:
+            fixes.append('location: external, to take a snapshot that this libvirt can delete but not revert')
+        hint = f' What would work: {"; ".join(fixes)}.' if fixes else ''
+        raise SnapshotError(f'Snapshot "{snapshot}" of domain "{self.domain}": {why}. Nothing was made.{hint}',
+                            domain=self.domain)
