@@ -605,6 +605,49 @@ def create_snapshot(dom: t.Any, name: str, description: str | None = None, plan:
     return facts, True
 
 
+def delete_snapshot(dom: t.Any, name: str, busy_timeout: float = 0) -> bool:
+    """Delete snapshot ``name`` of ``dom`` alone (its children go to its parent; an external one is merged into
+    the image below it by a block commit). Returns False when it no longer exists (another run deleted it)."""
+    snap = lookup_snapshot(dom, name)
+    if snap is None:
+        return False
+    try:
+        retry_busy(lambda: snap.delete(0), busy_timeout)
+    except LibvirtError as exc:
+        if error_code(exc) == ERR_NO_DOMAIN_SNAPSHOT or lookup_snapshot(dom, name) is None:
+            return False
+        text = str(exc)
+        if 'external' in text and ('not a leaf' in text or 'non-leaf' in text or 'children' in text):
+            raise SnapshotError(
+                f'Deleting snapshot "{name}" of domain "{dom.name()}" failed: libvirt deletes an external snapshot '
+                'that has children only while the domain runs on its branch of the tree, and a revert to another '
+                'snapshot has moved the domain off it. Nothing was deleted. Delete the snapshots below it first, '
+                f'newest first, or delete it with children: true. (libvirt said: {text})', domain=dom.name()) from None
+        raise SnapshotError(describe(exc, f'Deleting snapshot "{name}" of domain "{dom.name()}"'),
+                            domain=dom.name()) from None
+    return True
+
+
+def delete_with_descendants(dom: t.Any, name: str, descendants: list[str], busy_timeout: float = 0) -> None:
+    """Delete snapshot ``name`` and its ``descendants``. libvirt deletes a tree of internal snapshots in one call,
+    but refuses that for external ones ("deletion of external children disk snapshots not supported"): those are
+    deleted one at a time, every child before its parent, so each block commit has one overlay to merge."""
+    snap = lookup_snapshot(dom, name)
+    if snap is None:
+        return
+    tree = [s for s in list_snapshots(dom) if s['name'] in set(descendants) | {name}]
+    if all(s['location'] == 'internal' for s in tree):
+        try:
+            retry_busy(lambda: snap.delete(DELETE_CHILDREN), busy_timeout)
+        except LibvirtError as exc:
+            if lookup_snapshot(dom, name) is not None:
+                raise SnapshotError(describe(exc, f'Deleting snapshot "{name}" of domain "{dom.name()}" and its '
+                                                  'descendants'), domain=dom.name()) from None
+        return
+    for item in reversed(tree):  # list_snapshots puts parents before children
+        delete_snapshot(dom, item['name'], busy_timeout)
+
+
 def summary(facts: dict[str, t.Any] | None) -> dict[str, t.Any]:
     """What --diff shows of a snapshot: its existence and the user-settable fields."""
     if facts is None:

@@ -244,11 +244,12 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     CREATE_CURRENT,
     CREATE_REDEFINE,
-    DELETE_CHILDREN,
     check_free_space,
     check_monitor_delete,
     check_monitor_name,
     create_snapshot,
+    delete_snapshot,
+    delete_with_descendants,
     domain_disks,
     domain_state,
     has_agent_channel,
@@ -389,15 +390,11 @@ class SnapshotManager:
         deleted = [self.name] + sorted(c.getName() for c in descendants)
         check_monitor_delete(dom, [snap, *descendants])
         if not self.client.check_mode:
-            flags = DELETE_CHILDREN if self.params['children'] else 0
-            try:
-                with job_slot(self.client, f'Deleting snapshot "{self.name}" of domain "{dom.name()}"'):
-                    retry_busy(lambda: snap.delete(flags), self.params['busy_timeout'])
-            except LibvirtError as exc:
-                if lookup_snapshot(dom, self.name) is not None:
-                    raise SnapshotError(describe(exc, f'Deleting snapshot "{self.name}" of domain "{dom.name()}"'),
-                                        domain=dom.name()) from None
-                # gone meanwhile (another run deleted it): the goal is reached
+            with job_slot(self.client, f'Deleting snapshot "{self.name}" of domain "{dom.name()}"'):
+                if descendants:
+                    delete_with_descendants(dom, self.name, deleted[1:], self.params['busy_timeout'])
+                else:
+                    delete_snapshot(dom, self.name, self.params['busy_timeout'])  # False: gone meanwhile, as wanted
         return {'changed': True, 'snapshot': facts, 'deleted': deleted, '_before': summary(facts),
                 '_after': summary(None)}
 

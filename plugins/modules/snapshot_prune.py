@@ -165,18 +165,15 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
-    ERR_NO_DOMAIN_SNAPSHOT,
     AnsibleLibvirtModule,
     LibvirtError,
     SnapshotError,
     describe,
-    error_code,
-    retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     check_monitor_names,
+    delete_snapshot,
     list_snapshots,
-    lookup_snapshot,
     parse_duration,
 )
 
@@ -275,7 +272,7 @@ class PruneManager:
         for snap in to_delete:
             if not self.client.check_mode:
                 try:
-                    if not self._delete(dom, snap['name']):
+                    if not delete_snapshot(dom, snap['name'], self.params['busy_timeout']):
                         gone.add(snap['name'])  # another run deleted it meanwhile: nothing to do
                         continue
                 except SnapshotError as exc:
@@ -286,21 +283,6 @@ class PruneManager:
             deleted.append(brief(snap))
             gone.add(snap['name'])
         return None
-
-    def _delete(self, dom: t.Any, name: str) -> bool:
-        """Delete snapshot ``name`` alone (its children go to its parent); False when it no longer exists."""
-        snap = lookup_snapshot(dom, name)
-        if snap is None:
-            return False
-        try:
-            retry_busy(lambda: snap.delete(0), self.params['busy_timeout'])
-        except LibvirtError as exc:
-            if error_code(exc) == ERR_NO_DOMAIN_SNAPSHOT or lookup_snapshot(dom, name) is None:
-                return False
-            raise SnapshotError(describe(exc, f'Deleting snapshot "{name}" of domain "{dom.name()}"'),
-                                domain=dom.name()) from None
-        return True
-
 
 def main() -> None:
     argument_spec = dict(
