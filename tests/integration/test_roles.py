@@ -55,6 +55,14 @@ def fleet(lab: t.Any) -> dict[str, str]:
     return domains
 
 
+@pytest.fixture(scope='module')
+def solo(lab: t.Any) -> str:
+    """One real guest with a working guest agent, for the scenarios below (each leaves it without snapshots)."""
+    domain = lab.guest_domain('solo', memory_mib=384)
+    lab.wait_agent(domain, timeout=300)
+    return domain
+
+
 def test_guarded_change_rolls_back_only_the_broken_guest(lab, fleet, run_playbook, tmp_path):
     """g1 is the canary, then g2 and g3 together; the change breaks g2 (rm -rf /usr/bin/* inside it).
 
@@ -105,9 +113,9 @@ def test_guarded_change_rolls_back_only_the_broken_guest(lab, fleet, run_playboo
     assert in_guest(lab, g2, '/usr/bin/ls', '/usr/bin')[0] == 0
 
 
-def test_single_steps_snapshot_rollback_twice_cleanup(lab, fleet, run_playbook, tmp_path):
+def test_single_steps_snapshot_rollback_twice_cleanup(lab, solo, run_playbook, tmp_path):
     """snapshot_now, break the guest, rollback_now twice (the second reverts again, keeping what it throws away), cleanup_now."""
-    dom = fleet['g3']
+    dom = solo
     inventory = write_inventory(tmp_path / 'one.yml', {'g3': {'kvm_domain': dom}})
     before = snapshot_names(lab, dom)
 
@@ -200,14 +208,6 @@ def test_preflight_refuses_before_changing_anything(lab, run_playbook, tmp_path)
     assert 'is not known to' in result.stdout
     assert 'Not enough free space for the pre-change snapshot' in result.stdout
     assert snapshot_names(lab, raw) == set() and snapshot_names(lab, small) == set()
-
-
-@pytest.fixture(scope='module')
-def solo(lab: t.Any) -> str:
-    """One real guest with a working guest agent, for the scenarios below (each leaves it without snapshots)."""
-    domain = lab.guest_domain('solo', memory_mib=384)
-    lab.wait_agent(domain, timeout=300)
-    return domain
 
 
 def read_guest_file(lab: t.Any, domain: str, path: str) -> str:
