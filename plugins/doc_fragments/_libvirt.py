@@ -92,6 +92,10 @@ options:
       - Each domain gets its own entry in RV(results); one domain's failure fails the task
         but does not stop the others.
       - A glob that matches nothing is reported in RV(unmatched), not an error.
+      - A pattern that is the exact name of a domain names that domain, even when it holds C(*), C(?) or C([)
+        (a domain called C(web[1]) is named by V(web[1])); in a glob, V([*]), V([?]) and V([[]) match those
+        characters themselves.
+      - An empty list does nothing, with a warning.
     type: list
     elements: str
   parallel:

@@ -55,12 +55,16 @@ options:
   older_than:
     description:
       - Delete only matching snapshots older than this, of those that O(keep_last) does not keep.
-      - A duration such as V(12h), V(7d), V(1d12h), V(2w) or V(90m), or a number of seconds.
+      - A duration such as V(12h), V(7d), V(1d12h), V(2w) or V(90m), or a number of seconds (ASCII digits), at most
+        1000 years.
       - Left out, every matching snapshot that O(keep_last) does not keep is deleted.
       - At least one of O(keep_last) and O(older_than) is required.
     type: str
 notes:
   - A snapshot that another run deleted while this one was working is not an error.
+  - On a running or paused domain, a domain whose internal snapshots to delete include a name with C(") or
+    C(\\) fails before anything is deleted (libvirt 9.0 would hand the name to QEMU's monitor unescaped, and
+    QEMU would delete another snapshot, or none). Prune it with the domain shut off, or narrow O(match).
   - When the current snapshot is deleted, libvirt makes its parent the current one.
   - Deleting an external (disk-only) snapshot merges its overlay back, which takes time in proportion
     to the data written since.
