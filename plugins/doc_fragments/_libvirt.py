@@ -22,7 +22,7 @@ options:
         run on the controller, so the hypervisor needs no Python libvirt binding.
       - A password in the user part of the URI (C(user:password@host)) is masked (C(********)) in every message,
         in libvirt's own error text and in C(invocation.module_args), whatever characters it holds. The option is
-        not C(no_log), which would hide the hypervisor in every message: the module registers the password
+        not C(no_log), which would hide the hypervisor in every message; the module registers the password
         itself (as written and percent-decoded) as a value Ansible must never show. libvirt itself cannot read a
         URI whose password holds C(/), C(?), C(#), C(@) or C([) unencoded; write them percent-encoded.
       - Checked before libvirt is asked. An empty URI is refused (libvirt would pick a default hypervisor of
