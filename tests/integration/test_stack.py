@@ -55,6 +55,21 @@ def test_guest_boots_with_each_firmware(lab, firmware):
         lab.remove(dom)
 
 
+@pytest.mark.parametrize('firmware', lab_tool.FIRMWARES)
+def test_blank_domain_with_each_firmware(lab, blank, firmware):
+    """Blank domains start with each firmware; libvirt reports the NVRAM the lab asked for, in that format."""
+    dom = blank(f'blank-{firmware}', firmware=firmware)
+    assert lab.state(dom) == 'running'
+    assert lab.firmware(dom) == firmware
+    nvram = lab.nvram_path(dom)
+    if firmware == 'bios':
+        assert nvram is None
+    else:
+        assert nvram == f'{lab.run_dir}/{dom}.nvram.{"fd" if firmware == "efi" else "qcow2"}'
+        info = json.loads(lab_tool._run(['qemu-img', 'info', '-U', '--output=json', nvram]).stdout)  # pylint: disable=protected-access
+        assert info['format'] == {'efi': 'raw', 'efi-qcow2': 'qcow2'}[firmware]
+
+
 @pytest.fixture(scope='module')
 def stack_sshd() -> t.Iterator[t.Any]:
     """The chroot's own sshd on STACK_ADDRESS (root logs in with the key it made)."""
