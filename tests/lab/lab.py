@@ -860,6 +860,9 @@ def stack(name=None):
     return Stack(name or os.environ.get('KSLAB_STACK') or DEFAULT_STACK)
 
 
+_stack_from_env = stack   # for Lab.__init__, whose argument is called stack
+
+
 def libvirt_version(uri=DEFAULT_URI):
     """(major, minor, micro) of the libvirtd at uri (getLibVersion)."""
     conn = _libvirt().open(uri)
@@ -1243,9 +1246,10 @@ class Lab:
     def __init__(self, uri=None, prefix=None, stack=None):
         if stack is not None and not isinstance(stack, Stack):
             stack = Stack(stack)
-        if stack is None:
-            stack = next((Stack(n) for n in STACKS if uri is not None and Stack(n).uri == uri), None) \
-                or Stack(DEFAULT_STACK)
+        if stack is None and uri is None:
+            stack = _stack_from_env()     # $KSLAB_STACK, else bookworm
+        elif stack is None:
+            stack = next((Stack(n) for n in STACKS if Stack(n).uri == uri), None) or Stack(DEFAULT_STACK)
         #: the Stack whose libvirtd this lab uses (``stack.uri`` unless another uri was given)
         self.stack = stack
         self.uri = uri or stack.uri
