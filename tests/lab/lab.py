@@ -1600,8 +1600,8 @@ def _cmd_status(_args):
             continue
         with open(st.info, encoding='utf-8') as fh:
             info = json.load(fh)
-        print('stack %-7s %s built %s in %s s, %s MiB' % (name, st.dir, info.get('built_at'), info.get('seconds'),
-                                                        info.get('mib')))
+        print('stack %-7s %s built %s in %s s, %s MiB' % (
+            name, st.dir, info.get('built_at'), info.get('seconds'), info.get('mib')))
         for daemon, pidfile in STACK_DAEMONS:
             pid = _read_pidfile(st.host_path(pidfile))
             print('  %-10s %s' % (daemon, 'pid %d' % pid if _pid_alive(pid, daemon) else 'not running'))
