@@ -212,7 +212,8 @@ class KindPlanner:
         else:
             reason = f'an internal snapshot cannot be made: {internal_problem}'
         return Plan('external', 'external' if memory else 'no', reason,
-                    [{'disk': d['name'], 'file': overlay_path(d['file'], snapshot)} for d in self.disks],
+                    [{'disk': d['name'], 'file': overlay_path(d['file'], snapshot), 'backing_file': d['file']}
+                     for d in self.disks],
                     memory_path(self.disks, snapshot) if memory else None, warnings)
 
     def _internal(self, reason: str) -> Plan:

@@ -205,13 +205,21 @@ def parse_snapshot_xml(xml: str) -> dict[str, t.Any]:
     memory_node = root.find('memory')
     memory = memory_node.get('snapshot') if memory_node is not None else None
     memory_file = memory_node.get('file') if memory_node is not None else None
+    # the domain as it was when the snapshot was taken: its disks' files then hold the snapshot's own state
+    taken_from = {}
+    for disk in root.findall('domain/devices/disk'):
+        target, source = disk.find('target'), disk.find('source')
+        if target is not None and source is not None:
+            taken_from[target.get('dev')] = source.get('file')
     disks = []
     for disk in root.findall('disks/disk'):
         source = disk.find('source')
+        kind = disk.get('snapshot') or 'internal'
         disks.append({
             'name': disk.get('name'),
-            'snapshot': disk.get('snapshot') or 'internal',
+            'snapshot': kind,
             'file': source.get('file') if source is not None else None,
+            'backing_file': taken_from.get(disk.get('name')) if kind == 'external' else None,
         })
     state = root.findtext('state')
     if memory is None:
@@ -667,6 +675,8 @@ _ASCII_DIGITS = re.compile('[0-9]+', re.ASCII)
 def _bounded_int(digits: str) -> int:
     """int(digits), or more than DURATION_MAX for a number too long to be a duration (no huge int is made)."""
     return int(digits) if len(digits) <= 20 else DURATION_MAX + 1
+
+
 _UNIT_SECONDS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 
 

@@ -190,7 +190,7 @@ snapshot:
     current: true
     location: internal
     memory: internal
-    disks: [{name: vda, snapshot: internal, file: null}]
+    disks: [{name: vda, snapshot: internal, file: null, backing_file: null}]
 kind:
   description:
     - The kind of the snapshot made (or that would be, in check mode) and why it was chosen (see O(location)).
@@ -357,7 +357,8 @@ class SnapshotManager:
             'parent': dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None,
             'children': [], 'current': True, 'location': plan.location, 'memory': plan.memory,
             'memory_file': plan.memory_file,
-            'disks': [{'name': o['disk'], 'snapshot': 'external', 'file': o['file']} for o in plan.overlays],
+            'disks': [{'name': o['disk'], 'snapshot': 'external', 'file': o['file'], 'backing_file': o['backing_file']}
+                      for o in plan.overlays],
         }, disks, plan
 
     def _update(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:

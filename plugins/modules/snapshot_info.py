@@ -175,12 +175,18 @@ snapshots:
       type: str
       returned: always
       sample: internal
+    memory_file:
+      description: The file that holds the memory of an external snapshot with memory, V(null) otherwise.
+      type: str
+      returned: always
+      sample: /var/lib/libvirt/images/web1.pre-upgrade.memory
     disks:
       description: The disks the snapshot covers.
       type: list
       elements: dict
       returned: always
-      sample: [{name: vda, snapshot: external, file: /var/lib/libvirt/images/web1.pre-upgrade}]
+      sample: [{name: vda, snapshot: external, file: /var/lib/libvirt/images/web1.pre-upgrade,
+                backing_file: /var/lib/libvirt/images/web1.qcow2}]
       contains:
         name:
           description: The disk's target name.
@@ -193,10 +199,20 @@ snapshots:
           returned: always
           sample: external
         file:
-          description: The overlay file of an external snapshot, V(null) otherwise.
+          description:
+            - The overlay file of an external snapshot, V(null) otherwise.
+            - It holds what was written after the snapshot (after the last revert to it, a new overlay named
+              C(<image>.<epoch seconds>)); deleting the snapshot merges it into RV(snapshots[].disks[].backing_file).
           type: str
           returned: always
           sample: /var/lib/libvirt/images/web1.pre-upgrade
+        backing_file:
+          description:
+            - The image that holds an external snapshot's own state of the disk (the disk's file when the snapshot
+              was taken), V(null) for other snapshots.
+          type: str
+          returned: always
+          sample: /var/lib/libvirt/images/web1.qcow2
     consistent:
       description:
         - For an internal snapshot, whether every qcow2 image it covers holds it (QEMU's C(info snapshots),
@@ -220,7 +236,8 @@ snapshots:
       current: false
       location: internal
       memory: 'no'
-      disks: [{name: vda, snapshot: internal, file: null}]
+      memory_file: null
+      disks: [{name: vda, snapshot: internal, file: null, backing_file: null}]
     - name: pre-upgrade
       domain: web1
       description: Before the kernel upgrade of ticket OPS-1234
@@ -232,7 +249,8 @@ snapshots:
       current: true
       location: internal
       memory: internal
-      disks: [{name: vda, snapshot: internal, file: null}]
+      memory_file: null
+      disks: [{name: vda, snapshot: internal, file: null, backing_file: null}]
 current:
   description: The name of the current snapshot of O(domain); V(null) when it has none.
   returned: when O(domain) is given

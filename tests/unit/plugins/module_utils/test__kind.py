@@ -82,8 +82,9 @@ def test_uefi_raw_nvram_running_gets_external_with_memory_where_it_reverts(make_
     assert (chosen.location, chosen.memory) == ('external', 'external')
     assert 'NVRAM /var/lib/libvirt/qemu/nvram/' in chosen.reason and 'is raw' in chosen.reason
     name = dom.name()
-    assert chosen.overlays == [{'disk': 'vda', 'file': f'/guest/{name}-vda.pre'},
-                               {'disk': 'vdb', 'file': f'/guest/{name}-vdb.pre'}]
+    assert chosen.overlays == [
+        {'disk': 'vda', 'file': f'/guest/{name}-vda.pre', 'backing_file': f'/guest/{name}-vda.qcow2'},
+        {'disk': 'vdb', 'file': f'/guest/{name}-vdb.pre', 'backing_file': f'/guest/{name}-vdb.qcow2'}]
     assert chosen.memory_file == f'/guest/{name}-vda.pre.memory'
 
 

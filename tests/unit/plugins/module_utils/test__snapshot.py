@@ -138,6 +138,9 @@ EXTERNAL_XML = """<domainsnapshot>
       <driver type='qcow2'/><source file='/images/db1.pre-migration'/>
     </disk>
   </disks>
+  <domain type='kvm'><name>db1</name><devices>
+    <disk type='file' device='disk'><source file='/images/db1.qcow2'/><target dev='vda' bus='virtio'/></disk>
+  </devices></domain>
 </domainsnapshot>"""
 
 
@@ -153,8 +156,8 @@ def test_parse_running_internal():
         'location': 'internal',
         'memory': 'internal',
         'memory_file': None,
-        'disks': [{'name': 'vda', 'snapshot': 'internal', 'file': None},
-                  {'name': 'hdc', 'snapshot': 'no', 'file': None}],  # not the <domain>'s disks
+        'disks': [{'name': 'vda', 'snapshot': 'internal', 'file': None, 'backing_file': None},
+                  {'name': 'hdc', 'snapshot': 'no', 'file': None, 'backing_file': None}],  # not the <domain>'s disks
     }
 
 
@@ -162,7 +165,9 @@ def test_parse_external_disk_only():
     facts = s.parse_snapshot_xml(EXTERNAL_XML)
     assert facts['location'] == 'external'
     assert facts['memory'] == 'no'
-    assert facts['disks'] == [{'name': 'vda', 'snapshot': 'external', 'file': '/images/db1.pre-migration'}]
+    # file: the overlay written to since; backing_file: the image holding the snapshot (a delete merges one into the other)
+    assert facts['disks'] == [{'name': 'vda', 'snapshot': 'external', 'file': '/images/db1.pre-migration',
+                               'backing_file': '/images/db1.qcow2'}]
     assert facts['parent'] is None and facts['description'] is None
 
 

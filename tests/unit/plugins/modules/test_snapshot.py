@@ -264,7 +264,8 @@ def test_disk_only_and_quiesce_flags(run_failing, run_module, make_domain, monke
                      | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE)
     assert ET.fromstring(xml).find('memory').get('snapshot') == 'no'
     assert result['snapshot']['location'] == 'external'
-    assert result['snapshot']['disks'] == [{'name': 'vda', 'snapshot': 'external', 'file': f'/guest/{dom.name()}.ext'}]
+    assert result['snapshot']['disks'] == [{'name': 'vda', 'snapshot': 'external', 'file': f'/guest/{dom.name()}.ext',
+                                            'backing_file': f'/guest/{dom.name()}.img'}]
     assert result['kind'] == {'location': 'external', 'memory': 'no', 'reason': 'asked for (disk_only: true)'}
 
     # An internal snapshot on top of the external one is refused: the mix libvirt < 11.0 loses data in.

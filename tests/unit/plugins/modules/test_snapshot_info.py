@@ -54,7 +54,7 @@ def test_one_domain_lists_parents_before_children(run_module, tree_domain):
         'name': 'a', 'domain': name, 'description': 'first try', 'state': 'shutoff',
         'creation_time': '2026-11-20T08:03:20Z', 'creation_time_epoch': BASE_EPOCH + 200,
         'parent': 'base', 'children': ['c'], 'current': False, 'location': 'internal',
-        'memory': 'no', 'memory_file': None, 'disks': [{'name': 'vda', 'snapshot': 'internal', 'file': None}],
+        'memory': 'no', 'memory_file': None, 'disks': [{'name': 'vda', 'snapshot': 'internal', 'file': None, 'backing_file': None}],
         'consistent': None,  # the test driver's images are not files to read
     }
     assert [s['name'] for s in result['snapshots'] if s['current']] == ['c']
