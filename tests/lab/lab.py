@@ -54,7 +54,8 @@ What the lab provides
   kind of machine.  ``firmware`` is ``bios`` (SeaBIOS, machine ``pc``),
   ``efi`` (``<os firmware='efi'>``, machine ``q35``: libvirt picks OVMF and
   makes a raw NVRAM, what virt-install does) or ``efi-qcow2`` (the same with
-  a qcow2 NVRAM); NVRAM files are ``RUN_DIR/<full>.nvram.fd|.qcow2``.  Disks, console logs and anything else the tests put
+  a qcow2 NVRAM); NVRAM files are ``RUN_DIR/<full>.nvram.fd|.qcow2``.
+  Disks, console logs and anything else the tests put
   there live in ``RUN_DIR`` (``/var/lib/kvm-snapshots-lab/run``), never in
   the repository.
 
