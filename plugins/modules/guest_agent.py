@@ -13,8 +13,8 @@ description:
   - Sends a command to qemu-guest-agent inside a running domain through libvirt, as
     C(virsh qemu-agent-command) does, and returns the agent's answer as data.
   - The roles use it to wait until a guest answers after a rollback (C(guest-ping)) and to run a check command
-    inside it (C(guest-exec), C(guest-exec-status)) without a network path to the guest, and without C(virsh):
-    the connection URI goes through the module's arguments (where its password is masked), never on a command line
+    inside it (C(guest-exec), C(guest-exec-status)) without a network path to the guest, and without C(virsh).
+    The connection URI goes through the module's arguments (where its password is masked), never on a command line
     that the process list shows.
 author:
   - kvm.snapshots contributors (@kvm-snapshots)
@@ -41,8 +41,8 @@ options:
     required: true
   command:
     description:
-      - The agent command, a mapping with C(execute) and optionally C(arguments), or the same as a JSON string,
-        for example V({"execute": "guest-ping"}).
+      - 'The agent command, a mapping with C(execute) and optionally C(arguments), or the same as a JSON string,
+        for example V({"execute": "guest-ping"}).'
     type: raw
     required: true
   timeout:
@@ -53,7 +53,7 @@ notes:
   - The domain needs a guest agent channel (C(org.qemu.guest_agent.0)) and qemu-guest-agent running inside.
 seealso:
   - module: kvm.snapshots.snapshot_info
-  - role: kvm.snapshots.rollback
+  - module: kvm.snapshots.snapshot_revert
 '''
 
 EXAMPLES = r'''

@@ -181,3 +181,12 @@ def test_module_without_a_driver_for_the_scheme_says_so(capsys):
     _out, result = _run({'uri': 'vbox:///session', 'connect_timeout': 10}, capsys)
     assert result['failed'] and 'was lost' not in result['msg'], result
     assert 'vbox' in result['msg']
+
+
+def test_redact_uri_filter():
+    """The roles' filter is the modules' redact_uri."""
+    from ansible_collections.kvm.snapshots.plugins.filter.redact_uri import FilterModule  # pylint: disable=import-outside-toplevel
+
+    redact = FilterModule().filters()['redact_uri']
+    assert redact('qemu+ssh://root:a/b?c#d[e]f@g@hv1/system') == 'qemu+ssh://root:********@hv1/system'
+    assert redact('qemu:///system') == 'qemu:///system'
