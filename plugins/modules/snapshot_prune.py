@@ -288,6 +288,7 @@ class PruneManager:
             gone.add(snap['name'])
         return None
 
+
 def main() -> None:
     argument_spec = dict(
         BATCH_ARGUMENT_SPEC,

@@ -41,7 +41,7 @@ def generated_names(seed: int = 11, count: int = 3) -> list[str]:
     alphabet = 'abcXYZ019 -_.,;:\'"\\\u00e9\u00fc\u540d\U0001f600'
     rnd = random.Random(seed)
     while len(names) < 14 + count:
-        name = ''.join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 24)))
+        name = ''.join(rnd.choice(alphabet) for _index in range(rnd.randint(1, 24)))
         if name.strip() and not name.startswith('.') and name not in names:
             names.append(name)
     return names

@@ -32,6 +32,7 @@ def _failed_result(exc):
     """The result of a failed run (run_module raises conftest's ModuleFailed); None for anything else."""
     return getattr(exc, 'result', None) if type(exc).__name__ == 'ModuleFailed' else None
 
+
 PROPERTY_SETTINGS = settings(
     max_examples=int(os.environ.get('KVM_PROPERTY_EXAMPLES', '20')),  # more for a deeper search
     derandomize=True,  # the same examples on every run: CI stays stable
