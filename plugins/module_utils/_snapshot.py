@@ -57,7 +57,8 @@ _CONTROL = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
 # libvirt keeps the record of a snapshot in the file "<name>.xml", written as "<name>.xml.new" first; a file
 # name has at most 255 bytes (NAME_MAX), so a longer name fails after QEMU or qemu-img made the snapshot
 # ("unable to save metadata"), leaving it unrecorded in the image [seen, libvirt 9.0: 247 bytes work, 248 fail,
-# on a running and on a shut-off domain]. QEMU keeps 255 bytes of an internal snapshot's tag.
+# on a running and on a shut-off domain]. QEMU keeps at most 255 bytes of an internal snapshot's tag and cuts a
+# longer one silently [seen: savevm and qemu-img snapshot -c with 300 bytes stored 255], so this limit covers it.
 NAME_MAX_BYTES = 255 - len('.xml.new')
 
 

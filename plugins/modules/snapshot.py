@@ -51,7 +51,7 @@ options:
       - Names with C(") or C(\\) work only while the domain is shut off. With the domain running or paused,
         libvirt 9.0 hands the name to QEMU's monitor unescaped, and QEMU would save, load or delete another
         snapshot, or none. So taking an internal snapshot of a running or paused domain under such a name is
-        refused, and so is deleting one (O(state=absent), also a descendant with O(children=true)): shut the
+        refused, and so is deleting one (O(state=absent), also a descendant with O(children=true)); shut the
         domain off and delete it then.
       - Every other character is stored as XML text and never interpreted.
     type: str

@@ -47,6 +47,9 @@ options:
     description:
       - The snapshot to revert to.
       - Left out, the domain's current snapshot (as in C(virsh snapshot-info --current)).
+      - Reverting a running or paused domain to an internal snapshot with memory whose name holds C(") or C(\\) is
+        refused before anything changes; libvirt 9.0 hands the name to QEMU's monitor (C(loadvm)) unescaped. A
+        snapshot without memory is reverted with the domain stopped, through qemu-img, and any name works.
     type: str
   state_after:
     description:
