@@ -16,7 +16,6 @@ can act on.
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 import threading
@@ -26,6 +25,7 @@ import typing as t
 from urllib.parse import unquote
 
 from ansible.module_utils.basic import AnsibleModule, _load_params, missing_required_lib
+from ansible.module_utils.common.validation import check_type_int
 
 try:
     import libvirt
@@ -338,7 +338,7 @@ def redact_uri(uri: str) -> str:
     if parts.password is None:
         return mask_secrets(uri, parts.secrets)
     port = f':{parts.port}' if parts.port is not None else ''
-    return f'{parts.scheme}://{parts.user}:{MASK}@{parts.host}{port}{mask_secrets(parts.rest, parts.secrets)}'
+    return f'{parts.scheme}://{parts.user}:{MASK}@{parts.host}{port}{parts.rest}'
 
 
 def uri_password(uri: str) -> str | None:
@@ -463,14 +463,16 @@ OPTION_RANGES: dict[str, tuple[int | None, int | None, str]] = {
 
 
 def _not_finite(value: t.Any) -> bool:
-    """Whether ansible-core's int conversion would raise OverflowError (not a message) for ``value``:
-    an infinite float, or a string such as "inf" or "-Infinity"."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return False
-    return isinstance(value, float) and math.isinf(value)
+    """Whether ansible-core's int conversion would raise something else than the TypeError or ValueError that
+    AnsibleModule turns into a message: OverflowError for "inf", "-Infinity" or an infinite float, and for a list
+    such as [9223372036854775808, "", ""] (which it hands to decimal.Decimal as a tuple of digits)."""
+    try:
+        check_type_int(value)
+    except (TypeError, ValueError):
+        return False
+    except Exception:  # pylint: disable=broad-exception-caught
+        return True
+    return False
 
 
 def infinite_int_options(spec: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -509,7 +511,7 @@ class AnsibleLibvirtModule:
         self.module = _MaskingModule(argument_spec=spec, **kwargs)
         if infinite:
             self.module.fail_json(msg=f'{", ".join(sorted(infinite))}: must be a whole number, not '
-                                      f'{", ".join(repr(v) for v in infinite.values())}. Nothing was changed.')
+                                      f'{", ".join(repr(v)[:60] for v in infinite.values())}. Nothing was changed.')
         self.params = self.module.params
         self.module.no_log_values.update(uri_secrets(self.params['uri']))  # masked wherever it would appear
         problem = uri_problem(self.params['uri'])
