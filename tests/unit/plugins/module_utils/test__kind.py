@@ -43,8 +43,8 @@ def plan(dom, version, location='auto', disk_only=False, name='pre', xml=None):
 
 
 def test_firmware_read_from_the_domain_xml():
-    assert k.firmware(domain_xml(OS_BIOS)('a')) == {'firmware': 'bios', 'pflash': False, 'nvram': None,
-                                                     'nvram_format': None}
+    assert k.firmware(domain_xml(OS_BIOS)('a')) == {
+        'firmware': 'bios', 'pflash': False, 'nvram': None, 'nvram_format': None}
     assert k.firmware(domain_xml(OS_EFI_RAW)('a')) == {
         'firmware': 'efi', 'pflash': True, 'nvram': '/var/lib/libvirt/qemu/nvram/a_VARS.fd', 'nvram_format': 'raw'}
     assert k.firmware(domain_xml(OS_EFI_QCOW2)('a'))['nvram_format'] == 'qcow2'
