@@ -26,6 +26,7 @@ from urllib.parse import unquote
 
 from ansible.module_utils.basic import AnsibleModule, _load_params, missing_required_lib
 from ansible.module_utils.common.validation import check_type_int
+from ansible.module_utils.common.validation import check_type_int
 
 try:
     import libvirt
@@ -598,6 +599,9 @@ class AnsibleLibvirtModule:
             # domain: "{{ none }}" passes Ansible's required and one-of checks as null
             raise SnapshotError(f'The domain option is {"null" if name is None else "empty"}: give the name of a '
                                 'domain (a variable that came out empty?). Nothing was changed.')
+        if '\x00' in name:  # libvirt-python cannot pass it on (ValueError), and no domain has one
+            raise SnapshotError(f'The domain name {name!r} holds a NUL character; no domain is called so. '
+                                'Nothing was changed.', domain=name)
         try:
             return self.conn.lookupByName(name)
         except LibvirtError as exc:

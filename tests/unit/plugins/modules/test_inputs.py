@@ -118,6 +118,7 @@ def test_older_than_is_a_message(run_failing, make_domain, add_snapshot, older_t
     ('connect_timeout', -1, 'from 0 to 86400'),
     ('busy_timeout', '-Infinity', 'whole number'),
     ('keep_last', float('inf'), 'whole number'),
+    ('keep_last', [2 ** 63, '', ''], 'whole number'),  # found by test_properties: Decimal takes it as digits
 ])
 def test_integer_options_out_of_range(run_failing, make_domain, add_snapshot, option, value, says):
     dom = make_domain()
