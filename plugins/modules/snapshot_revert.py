@@ -78,7 +78,9 @@ options:
         thrown away by the revert can be examined or restored later.
       - If a snapshot of that name exists already (for example from an earlier run of the same task),
         it is kept and not taken again.
-      - The same rules as for M(kvm.snapshots.snapshot) apply (qcow2 disks, no C(/), no leading C(.)).
+      - It is taken as M(kvm.snapshots.snapshot) takes one with O(kvm.snapshots.snapshot#module:location=auto):
+        internal where libvirt can revert that, else external (for example of a UEFI guest with a raw NVRAM, or
+        of a domain whose snapshots are external). The same name rules apply (no C(/), no leading C(.)).
     type: str
   safety_description:
     description:
@@ -86,8 +88,11 @@ options:
     type: str
     default: State before a revert by kvm.snapshots.snapshot_revert
 notes:
-  - Reverting to an external (disk-only) snapshot needs libvirt 9.9 or later; with an older libvirt the
-    module says so before changing anything.
+  - Reverting to an external snapshot needs libvirt 9.9 or later; with an older libvirt the module says so before
+    changing anything. libvirt then puts every disk on a new overlay (C(<image>.<epoch seconds>)) on top of the
+    snapshot's image and removes the overlay of the previous revert to it, so reverts do not pile up files; a
+    second revert within the same second is retried in the next one. An external snapshot with memory comes back
+    running; a disk-only one shut off (O(state_after=running) boots it).
   - Reverting a running domain restarts its QEMU process.
   - Reverting to an internal snapshot of a domain that has external (disk-only) snapshots is refused before
     anything is changed; libvirt would put the disks back under the overlays, and their data would be lost.
