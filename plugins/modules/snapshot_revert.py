@@ -78,7 +78,7 @@ options:
         thrown away by the revert can be examined or restored later.
       - If a snapshot of that name exists already (for example from an earlier run of the same task),
         it is kept and not taken again.
-      - It is taken as M(kvm.snapshots.snapshot) takes one with O(kvm.snapshots.snapshot#module:location=auto):
+      - It is taken as M(kvm.snapshots.snapshot) takes one with O(kvm.snapshots.snapshot#module:location=auto),
         internal where libvirt can revert that, else external (for example of a UEFI guest with a raw NVRAM, or
         of a domain whose snapshots are external). The same name rules apply (no C(/), no leading C(.)).
     type: str
