@@ -166,8 +166,13 @@ def test_generated_names_on_running_and_shut_off_domains(blank, independent, run
     assert refused(results[0]) and 'or narrow match' in results[0]['msg'] and results[0]['deleted'] == []
     assert step.names(shutoff) == sorted(unsafe + safe[2:])
 
+    # a revert of the running domain to a snapshot without memory under a " name works: libvirt stops QEMU and
+    # runs qemu-img (no monitor); the domain is shut off afterwards, as the snapshot was
+    results = step('revert', [{'domain': shutoff, 'name': quoted}])
+    assert not refused(results[0]), results
+    assert current(independent, shutoff) == quoted and independent.domstate(shutoff) == 'shutoff'
+
     # shut off, the prune deletes them all; the running domain keeps its newest one
-    independent.virsh('destroy', shutoff)
     results = step('prune', [{'domain': shutoff, 'match': '*', 'keep_last': 0},
                              {'domain': running, 'match': '*', 'keep_last': 1}])
     assert not any(refused(r) for r in results), results
