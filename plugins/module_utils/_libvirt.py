@@ -26,7 +26,6 @@ from urllib.parse import unquote
 
 from ansible.module_utils.basic import AnsibleModule, _load_params, missing_required_lib
 from ansible.module_utils.common.validation import check_type_int
-from ansible.module_utils.common.validation import check_type_int
 
 try:
     import libvirt
