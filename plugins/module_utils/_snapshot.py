@@ -97,6 +97,14 @@ def validate_name(name: t.Any, what: str = 'snapshot name') -> str:
 # revert and delete, seen); reverting a running domain to a snapshot without memory also stops QEMU first.
 MONITOR_UNSAFE = ('"', '\\')
 
+# From libvirt 10.9 on, internal snapshots of a running domain are QMP jobs (snapshot-save, snapshot-load,
+# snapshot-delete) whose job id libvirt makes from the name ("internal-snapshot-save-NAME"). The name itself
+# travels as a JSON string, safe whatever it holds, but QEMU accepts a job id only of letters, digits, '.', '-'
+# and '_' ("Invalid job ID 'internal-snapshot-save-<b>'" [seen, libvirt 11.3 / QEMU 10.0]): it refuses any
+# other name before anything is made.
+QMP_JOBS_VERSION = 10_009_000
+_QMP_ID_CHARS = re.compile(r'[A-Za-z0-9._-]*')
+
 _MONITOR_ADVICE = {
     'create': 'Choose a name without " and \\.',
     'revert': ('Revert to another snapshot, or shut the domain off first: libvirt then starts QEMU with the name '
@@ -107,35 +115,55 @@ _MONITOR_ADVICE = {
     'prune': ('Shut the domain off and prune then (libvirt then runs qemu-img, which takes the name exactly), '
               'or narrow match so that these snapshots are left out.'),
 }
+_QMP_ADVICE = {
+    'create': ('Choose a name of letters, digits, ".", "-" and "_", or take an external snapshot '
+               '(location: external), whose name only becomes part of file names.'),
+    'revert': 'Shut the domain off first: libvirt then reverts with qemu-img, which takes any name.',
+    'delete': _MONITOR_ADVICE['delete'],
+    'prune': _MONITOR_ADVICE['prune'],
+}
 _MONITOR_WORDS = {'create': 'taking', 'revert': 'reverting to', 'delete': 'deleting', 'prune': 'deleting'}
 
 
-def monitor_unsafe(name: str) -> list[str]:
-    """The characters of ``name`` that libvirt 9.0 would pass to QEMU's monitor unescaped."""
+def monitor_unsafe(name: str, version: int = 0) -> list[str]:
+    """The characters of ``name`` that the QEMU of a running domain would misread (libvirt before 10.9: passed to
+    its monitor unescaped) or refuse (libvirt 10.9 and later: not allowed in a QMP job id)."""
+    if version >= QMP_JOBS_VERSION:
+        return sorted({c for c in name if not _QMP_ID_CHARS.fullmatch(c)})
     return [c for c in MONITOR_UNSAFE if c in name]
 
 
 def check_monitor_names(dom: t.Any, names: t.Iterable[str], action: str) -> None:
-    """Refuse, before anything is done, an ``action`` ('create', 'revert', 'delete', 'prune') that would hand one
-    of ``names`` (internal snapshots) to QEMU's monitor unescaped: the domain's QEMU runs and a name holds
-    " or \\. Other drivers (the test driver) and shut-off domains do not use the monitor."""
-    bad = [n for n in names if monitor_unsafe(n)]
-    if not bad or dom.connect().getType() != 'QEMU' or not dom.isActive():
+    """Refuse, before anything is done, an ``action`` ('create', 'revert', 'delete', 'prune') on internal snapshots
+    ``names`` of a running or paused domain whose QEMU would misread or refuse one of the names (monitor_unsafe).
+    Other drivers (the test driver) and shut-off domains do not use the monitor."""
+    names = [n for n in names if not _QMP_ID_CHARS.fullmatch(n)]  # safe on every version: nothing to ask
+    if not names or dom.connect().getType() != 'QEMU' or not dom.isActive():
+        return
+    version = dom.connect().getLibVersion()
+    bad = [n for n in names if monitor_unsafe(n, version)]
+    if not bad:
         return
     domain = dom.name()
-    chars = sorted({c for n in bad for c in monitor_unsafe(n)})
+    chars = sorted({c for n in bad for c in monitor_unsafe(n, version)})
     listed = ', '.join(repr(n) for n in bad)
+    what = (f'{_MONITOR_WORDS[action].capitalize()} the internal snapshot{"s" if len(bad) > 1 else ""} {listed} of '
+            f'the running or paused domain "{domain}" is refused: the name contains {" and ".join(repr(c) for c in chars)}')
+    if version >= QMP_JOBS_VERSION:
+        raise SnapshotError(
+            f'{what}, and libvirt {version // 1000000}.{version // 1000 % 1000} runs it as a QEMU job named after the '
+            'snapshot (internal-snapshot-save-NAME and the like), which QEMU refuses unless the name holds only '
+            f'letters, digits, ".", "-" and "_". Nothing was changed. {_QMP_ADVICE[action]}', domain=domain,
+            snapshots=bad)
     raise SnapshotError(
-        f'{_MONITOR_WORDS[action].capitalize()} the internal snapshot{"s" if len(bad) > 1 else ""} {listed} of the '
-        f'running or paused domain "{domain}" is refused: the name contains {" and ".join(repr(c) for c in chars)}, '
-        'and while the domain runs libvirt passes the name to QEMU\'s monitor without escaping it (savevm/loadvm/'
-        'delvm "NAME"), so QEMU would act on another snapshot, or none, while libvirt reports success. '
+        f'{what}, and while the domain runs libvirt passes the name to QEMU\'s monitor without escaping it (savevm/'
+        'loadvm/delvm "NAME"), so QEMU would act on another snapshot, or none, while libvirt reports success. '
         f'Nothing was changed. {_MONITOR_ADVICE[action]}', domain=domain, snapshots=bad)
 
 
 def check_monitor_delete(dom: t.Any, snaps: list[t.Any]) -> None:
     """check_monitor_names for deleting libvirt snapshot objects (the internal ones among them reach the monitor)."""
-    if any(monitor_unsafe(s.getName()) for s in snaps):
+    if any(not _QMP_ID_CHARS.fullmatch(s.getName()) for s in snaps):
         check_monitor_names(dom, [s.getName() for s in snaps
                                   if parse_snapshot_xml(s.getXMLDesc(0))['location'] == 'internal'], 'delete')
 

@@ -9,9 +9,10 @@ The names mix quotes, backslashes, spaces, digits, non-ASCII letters and emoji, 
 limit of 247 UTF-8 bytes. What the collection promises:
 
 * a name over the limit is refused on every domain, before anything is made;
-* a name with " or \\ is refused wherever libvirt would hand it to QEMU's monitor (taking, deleting or pruning
-  an internal snapshot of a running domain), before anything is made or deleted, and works with the domain
-  shut off;
+* a name QEMU would misread is refused wherever libvirt would hand it to QEMU's monitor (taking, deleting or
+  pruning an internal snapshot of a running domain), before anything is made or deleted, and works with the
+  domain shut off: a name with " or \\ on libvirt before 10.9 (the monitor's savevm "NAME"), any name with
+  more than letters, digits, '.', '-' and '_' from 10.9 on (a QMP job id made of the name);
 * everything else works everywhere, and libvirt and the image always agree.
 """
 
@@ -19,7 +20,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import typing as t
+
+import pytest
+
+import lab as lab_tool  # tests/lab/lab.py (conftest puts it on the path)
 
 # pytest finds fixtures by name in the test module: import the shared ones
 from test_modules_common import blank, independent  # noqa: F401  # pylint: disable=unused-import
@@ -34,13 +40,14 @@ def generated_names(seed: int = 11, count: int = 3) -> list[str]:
     non-ASCII letters (the same on every run: a fixed seed). No "{", which Ansible would template."""
     names = [
         "it's", 'say "hi"', 'back\\slash', 'x\\', 'x\\\\', ' lead and trail ', 'ünïcødé-名前', '\U0001f600 emoji',
-        '7', 'semi;colon,comma#%$',
+        '7', 'semi;colon,comma#%$', 'plain-name_1.0', 'UPPER.lower-9',  # QMP job id characters only
         'a' * LIMIT, '\u00e9' * 123 + 'c',   # exactly at the limit (ASCII, two-byte letters)
         'b' * (LIMIT + 1), '\u00e9' * 124,   # one byte over
     ]
     alphabet = 'abcXYZ019 -_.,;:\'"\\\u00e9\u00fc\u540d\U0001f600'
     rnd = random.Random(seed)
-    while len(names) < 14 + count:
+    fixed = len(names)
+    while len(names) < fixed + count:
         name = ''.join(rnd.choice(alphabet) for _index in range(rnd.randint(1, 24)))
         if name.strip() and not name.startswith('.') and name not in names:
             names.append(name)
@@ -56,7 +63,10 @@ def too_long(name: str) -> bool:
     return len(name.encode('utf-8')) > LIMIT
 
 
-def monitor_unsafe(name: str) -> bool:
+def monitor_unsafe(name: str, qmp_jobs: bool) -> bool:
+    """Whether the QEMU of a running domain would misread (libvirt < 10.9) or refuse (>= 10.9) the name."""
+    if qmp_jobs:
+        return not re.fullmatch(r'[A-Za-z0-9._-]*', name)
     return any(c in name for c in MONITOR)
 
 
@@ -97,9 +107,10 @@ class Step:
             assert listed == held, (dom, listed, held)
 
 
-def check_created(name: str, result: dict[str, t.Any], on_running: bool) -> None:
-    if on_running and monitor_unsafe(name):
-        assert refused(result) and "QEMU's monitor without escaping it" in result['msg'], result
+def check_created(name: str, result: dict[str, t.Any], on_running: bool, qmp_jobs: bool) -> None:
+    if on_running and monitor_unsafe(name, qmp_jobs):
+        why = 'runs it as a QEMU job named after the snapshot' if qmp_jobs else "QEMU's monitor without escaping it"
+        assert refused(result) and why in result['msg'], result
         assert 'Nothing was changed' in result['msg'], result
     else:
         assert not refused(result) and result['changed'], result
@@ -112,6 +123,7 @@ def current(independent: t.Any, dom: str) -> str:
 
 def test_generated_names_on_running_and_shut_off_domains(blank, independent, run_playbook, tmp_path):
     names = generated_names()
+    qmp_jobs = lab_tool.libvirt_version(independent.lab.uri) >= (10, 9, 0)
     running = blank('names-running')
     shutoff = blank('names-shutoff', state='shutoff')
     disks = {d: independent.lab.disk_paths(d)[0] for d in (running, shutoff)}
@@ -126,8 +138,8 @@ def test_generated_names_on_running_and_shut_off_domains(blank, independent, run
             continue
         assert [r['domain'] for r in batch['results']] == [running, shutoff], batch
         for result in batch['results']:
-            check_created(name, result, result['domain'] == running)
-    made_running = sorted(n for n in names if not too_long(n) and not monitor_unsafe(n))
+            check_created(name, result, result['domain'] == running, qmp_jobs)
+    made_running = sorted(n for n in names if not too_long(n) and not monitor_unsafe(n, qmp_jobs))
     made_shutoff = sorted(n for n in names if not too_long(n))
     assert step.names(running) == made_running
     assert step.names(shutoff) == made_shutoff
@@ -141,20 +153,20 @@ def test_generated_names_on_running_and_shut_off_domains(blank, independent, run
 
     # revert: the running domain to a snapshot with memory (loadvm), the shut-off one to a " name (qemu-img)
     quoted = next(n for n in made_shutoff if '"' in n)
-    results = step('revert', [{'domain': running, 'name': "it's"}, {'domain': shutoff, 'name': quoted}])
+    results = step('revert', [{'domain': running, 'name': '7'}, {'domain': shutoff, 'name': quoted}])
     assert not any(refused(r) for r in results), results
-    assert current(independent, running) == "it's" and current(independent, shutoff) == quoted
+    assert current(independent, running) == '7' and current(independent, shutoff) == quoted
     assert independent.domstate(running) == 'running' and independent.domstate(shutoff) == 'shutoff'
 
     # start the shut-off domain: its " and \ names can no longer be deleted (delvm), the others can
     independent.virsh('start', shutoff)
-    unsafe = [n for n in made_shutoff if monitor_unsafe(n)]
-    safe = [n for n in made_shutoff if not monitor_unsafe(n)]
+    unsafe = [n for n in made_shutoff if monitor_unsafe(n, qmp_jobs)]
+    safe = [n for n in made_shutoff if not monitor_unsafe(n, qmp_jobs)]
     ops = [{'domain': shutoff, 'name': n, 'state': 'absent'} for n in unsafe + safe[:2]]
     ops += [{'domain': running, 'name': n, 'state': 'absent'} for n in made_running[:2]]
     results = step('delete', ops)
     for op, result in zip(ops, results):
-        if op['domain'] == shutoff and monitor_unsafe(op['name']):
+        if op['domain'] == shutoff and monitor_unsafe(op['name'], qmp_jobs):
             assert refused(result) and 'Shut the domain off and delete it then' in result['msg'], result
         else:
             assert not refused(result) and result['deleted'] == [op['name']], result
@@ -181,6 +193,7 @@ def test_generated_names_on_running_and_shut_off_domains(blank, independent, run
     independent.qemu_img_check(disks[shutoff])
 
 
+@pytest.mark.libvirt(below=(10, 9), reason='from 10.9 libvirt refuses such a name (a QMP job id) instead of mixing it up')
 def test_info_flags_a_record_without_data(blank, independent, run_playbook, tmp_path):
     """The mix-up of issue 11, made with virsh (which hands the name to QEMU's delvm unescaped): snapshot_info
     flags the libvirt record whose data is gone and the image snapshot libvirt no longer lists."""

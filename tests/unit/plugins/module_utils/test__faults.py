@@ -288,12 +288,13 @@ def test_hide_memory(tmp_path):
     s.hide_memory(_DiskDomain(tmp_path / 'gone.qcow2'))  # nothing to do, no error
 
 
-# names libvirt 9.0 passes to QEMU's monitor unescaped
+# names libvirt 9.0 passes to QEMU's monitor unescaped, and names libvirt 10.9 and later make QMP job ids of
 
 class _Driver:
-    def __init__(self, kind, active=True):
+    def __init__(self, kind, active=True, version=9_000_000):
         self.kind = kind
         self.active = active
+        self.version = version
 
     def name(self):
         return 'web1'
@@ -302,7 +303,7 @@ class _Driver:
         return self.active
 
     def connect(self):
-        return SimpleNamespace(getType=lambda: self.kind)
+        return SimpleNamespace(getType=lambda: self.kind, getLibVersion=lambda: self.version)
 
 
 @pytest.mark.parametrize('name', ['say "hi"', 'back\\slash', '"'])
@@ -334,6 +335,22 @@ def test_one_monitor_rule_for_every_action(action, advice):
     assert raised.value.details['snapshots'] == ['x\\', 'q"']
     s.check_monitor_names(_Driver('QEMU', active=False), ['x\\'], action)  # shut off: qemu-img takes any name
     s.check_monitor_names(_Driver('QEMU'), ['fine', "it's"], action)
+
+
+@pytest.mark.parametrize('name', ['with space', 'ünïcødé', "it's", 'a:b', 'x+y', 'say "hi"', 'back\\slash'])
+def test_names_that_are_no_qmp_job_id_refused_from_libvirt_10_9(name):
+    with pytest.raises(SnapshotError) as raised:
+        s.check_monitor_name(_Driver('QEMU', version=11_003_000), name)
+    msg = raised.value.msg
+    assert 'runs it as a QEMU job named after the snapshot' in msg and 'Nothing was changed' in msg, msg
+    assert 'letters, digits, ".", "-" and "_"' in msg and 'location: external' in msg, msg
+    s.check_monitor_name(_Driver('QEMU', active=False, version=11_003_000), name)  # shut off: qemu-img
+
+
+@pytest.mark.parametrize('name', ['pre-change-20261130T010203Z', 'nightly_1.2', '-d', '9'])
+def test_qmp_job_id_names_pass_on_every_version(name):
+    for version in (9_000_000, 10_009_000, 11_003_000):
+        s.check_monitor_name(_Driver('QEMU', version=version), name)
 
 
 # reverting between the kinds
