@@ -195,6 +195,7 @@ class KindBench:
                 guest = self.boot(lab, firmware, facts)
                 try:
                     for kind in kinds:
+                        facts.setdefault('firmware', {})[kind] = firmware
                         self.kind(lab, events, name, version, guest, firmware, kind)
                 finally:
                     lab.remove(guest)
@@ -249,6 +250,7 @@ class KindBench:
                 reverted = False
                 for op in OPS:
                     time.sleep(1.0)
+                    self.facts['stacks'][stack]['load'].append(os.getloadavg()[0])
                     entry: dict[str, t.Any] = {}
                     writer = self.start_writer(lab, guest) if kind == 'disk_only' and op == 'create' else None
                     mark = len(events.seen)
@@ -367,17 +369,24 @@ class KindBench:
         'import os, sys, time\n'
         "fd = os.open('/var/tmp/bench-writer', os.O_WRONLY | os.O_CREAT | os.O_TRUNC)\n"
         'end = time.monotonic() + 300\n'
-        'prev = time.monotonic(); most = 0.0\n'
+        "os.pwrite(fd, b'.', 0)\n"
+        "open(sys.argv[1] + '.ready', 'w').close()\n"
+        'prev = time.monotonic(); most = 0.0; n = 0\n'
         'while not os.path.exists(sys.argv[1]) and prev < end:\n'
-        "    os.pwrite(fd, b'.', 0)\n"
+        "    os.pwrite(fd, b'.', 0); n += 1\n"
         '    time.sleep(0.001)\n'
         '    now = time.monotonic(); most = max(most, now - prev); prev = now\n'
-        'print(round(most * 1000, 1))\n')
+        'print(round(most * 1000, 1), n)\n')
 
     def start_writer(self, lab: t.Any, guest: str) -> tuple[int, str]:
         stop = f'/run/bench-writer-stop-{os.urandom(3).hex()}'
         pid = lab.agent_command(guest, {'execute': 'guest-exec', 'arguments': {
             'path': 'python3', 'arg': ['-c', self.WRITER, stop], 'capture-output': True}})['pid']
+        deadline = time.perf_counter() + 120
+        while lab.guest_exec(guest, ['test', '-e', stop + '.ready'])[0] != 0:  # Python may take seconds to start
+            if time.perf_counter() > deadline:
+                raise BenchError('the writer in the guest did not start')
+            time.sleep(0.5)
         time.sleep(1.0)
         return pid, stop
 
@@ -394,8 +403,9 @@ class KindBench:
                 raise BenchError('the writer in the guest did not stop')
             time.sleep(0.3)
         out = base64.b64decode(status.get('out-data', '')).decode().split()
-        if status.get('exitcode') != 0 or not out:
-            raise BenchError(f'the writer in the guest failed: {base64.b64decode(status.get("err-data", ""))!r}')
+        if status.get('exitcode') != 0 or len(out) != 2 or int(out[1]) < 100:
+            raise BenchError(f'the writer in the guest failed or hardly wrote ({out}): '
+                             f'{base64.b64decode(status.get("err-data", ""))!r}')
         return float(out[0])
 
     def writer_floor(self, lab: t.Any, guest: str) -> float:
@@ -410,7 +420,9 @@ class KindBench:
         out.append(
             f'{os.cpu_count()} CPUs shared with colleagues running tests (load average '
             + '; '.join(f'{s}: {self.facts["stacks"][s]["load"][0]:.1f} at the start, '
-                        f'{self.facts["stacks"][s]["load"][-1]:.1f} at the end' for s in stacks)
+                        f'{self.facts["stacks"][s]["load"][-1]:.1f} at the end, '
+                        f'{min(self.facts["stacks"][s]["load"]):.1f} to {max(self.facts["stacks"][s]["load"]):.1f} '
+                        'before each step' for s in stacks)
             + f'), TCG, one guest at a time. Python {platform.python_version()}. Median of {self.args.repeat} '
             f'runs of each; "module" is the collection\'s module run alone (Python running the module file with its '
             f'arguments; ansible-playbook adds about 0.8 s of start-up to a task), "virsh" the plain virsh command '
@@ -430,6 +442,10 @@ class KindBench:
             for kind, label in KINDS.items():
                 if (stack, kind, 'create', 'module') not in self.data:
                     continue
+                if kind != 'internal':
+                    label += (', UEFI guest, raw NVRAM' + (' (`location: auto`)' if kind == 'external' else '')
+                              if facts['firmware'][kind] == 'efi' else ', BIOS guest'
+                              + (' (`location: external`)' if kind == 'external' else ''))
                 for op in OPS:
                     mod = self.data[(stack, kind, op, 'module')]
                     vir = self.data[(stack, kind, op, 'virsh')]
@@ -441,11 +457,15 @@ class KindBench:
                     v = statistics.median(e['seconds'] for e in vir)
                     stall = f'{_stall(mod)}; {_stall(vir)}'
                     if kind == 'disk_only' and op == 'create':
-                        stall += ('; longest wait of a write in the guest (the freeze, and the CPU the command '
-                                  f'takes from the guest): {statistics.median(e["write_stall"] for e in mod):.0f} ms; '
-                                  f'{statistics.median(e["write_stall"] for e in vir):.0f} ms')
+                        floor = facts.get('writer_floor')
+                        stall += (' (vCPUs); a write in the guest waited up to '
+                                  f'{statistics.median(e["write_stall"] for e in mod):.0f} ms; '
+                                  f'{statistics.median(e["write_stall"] for e in vir):.0f} ms (the freeze, plus the '
+                                  f'CPU the command takes on 2 busy cores; without a snapshot: {floor:.0f} ms)')
                     if kind == 'disk_only' and op == 'revert':
-                        stall += '; left shut off, as libvirt does: the guest boots again'
+                        boots = [e['boot'] for e in mod + vir if 'boot' in e]
+                        stall = ('left shut off, as libvirt does; started again, the agent answered after '
+                                 f'{statistics.median(boots):.0f} s (median, not timed in the revert)')
                     out.append(f'| {label} | {op} | {m:.2f} s | {v:.2f} s | {m / v:.2f}× | {stall} |')
             noop = [e['seconds'] for (s_, _k, op, _t), entries in self.data.items()
                     if s_ == stack and op == 'noop' for e in entries]
