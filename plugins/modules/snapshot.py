@@ -53,6 +53,9 @@ options:
         snapshot, or none. So taking an internal snapshot of a running or paused domain under such a name is
         refused, and so is deleting one (O(state=absent), also a descendant with O(children=true)); shut the
         domain off and delete it then.
+      - From libvirt 10.9 on, the same operations run as QEMU jobs named after the snapshot, and QEMU takes only
+        letters, digits, C(.), C(-) and C(_) there; other names are refused for internal snapshots of a running
+        or paused domain. External snapshots (O(location=external)) take any name.
       - Every other character is stored as XML text and never interpreted.
     type: str
     required: true
