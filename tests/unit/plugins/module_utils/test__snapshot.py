@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import stat
-import uuid
 import xml.etree.ElementTree as ET
 
-import libvirt
 import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import Plan
@@ -298,16 +296,18 @@ def test_snapshot_tree_of_a_part_makes_orphans_roots():
     assert s.snapshot_tree([]) == []
 
 
-# readers, on the test driver
+# readers, on the test driver (make_domain: tests/unit/conftest.py)
 
-DOMAIN_XML = """<domain type='test'>
+def scratch_and_cdrom_xml(name):
+    """A shut-off domain with a qcow2 disk, a raw scratch disk left out of snapshots and a CD-ROM."""
+    return f"""<domain type='test'>
   <name>{name}</name>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64'>hvm</type></os>
   <devices>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='{fmt}'/><source file='/guest/{name}.img'/><target dev='vda' bus='virtio'/>
+      <driver name='qemu' type='qcow2'/><source file='/guest/{name}.img'/><target dev='vda' bus='virtio'/>
     </disk>
     <disk type='file' device='disk' snapshot='no'>
       <driver name='qemu' type='raw'/><source file='/guest/{name}-scratch.raw'/><target dev='vdb' bus='virtio'/>
@@ -319,22 +319,8 @@ DOMAIN_XML = """<domain type='test'>
 </domain>"""
 
 
-@pytest.fixture
-def make_domain(conn):
-    made = []
-
-    def make(fmt='qcow2'):
-        dom = conn.defineXML(DOMAIN_XML.format(name=f'model-{uuid.uuid4().hex[:8]}', fmt=fmt))
-        made.append(dom)
-        return dom
-
-    yield make
-    for dom in made:
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-
-
 def test_list_snapshots_parents_first_siblings_oldest_first(make_domain, add_snapshot):
-    dom = make_domain()
+    dom = make_domain('shutoff')
     # defined in an order that is neither by age nor by name
     add_snapshot(dom, 'root', 100)
     add_snapshot(dom, 'z-old', 200, 'root')
@@ -350,7 +336,7 @@ def test_list_snapshots_parents_first_siblings_oldest_first(make_domain, add_sna
 
 
 def test_lookup_snapshot_and_facts(make_domain):
-    dom = make_domain()
+    dom = make_domain('shutoff')
     assert s.lookup_snapshot(dom, 'missing') is None
     created = dom.snapshotCreateXML(s.build_snapshot_xml('first', 'd <&>'), 0)
     dom.snapshotCreateXML(s.build_snapshot_xml('second'), 0)
@@ -363,7 +349,7 @@ def test_lookup_snapshot_and_facts(make_domain):
 
 
 def test_domain_disks_skips_cdroms(make_domain):
-    dom = make_domain()
+    dom = make_domain('shutoff', xml=scratch_and_cdrom_xml)
     disks = s.domain_disks(dom)
     assert [(d['name'], d['format'], d['snapshot']) for d in disks] == [('vda', 'qcow2', None), ('vdb', 'raw', 'no')]
     assert disks[0]['file'] == f'/guest/{dom.name()}.img'
