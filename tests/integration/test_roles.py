@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import typing as t
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -47,13 +48,48 @@ def in_guest(lab: t.Any, domain: str, *argv: str) -> tuple[int, str, str]:
     return lab.guest_exec(domain, list(argv), timeout=60)
 
 
-@pytest.fixture(scope='module')
-def fleet(lab: t.Any) -> dict[str, str]:
-    """Three real guests, booted together, with a working guest agent: inventory name -> domain."""
+def reverts_external(lab: t.Any) -> bool:
+    """libvirt 9.9 or later: external snapshots can be reverted, so pre_change takes disk-only ones where the agent
+    answers (the trixie stack, UEFI guests); before (bookworm, BIOS guests) it takes internal ones with memory."""
+    return lab_tool.libvirt_version(lab.uri) >= (9, 9, 0)
+
+
+def kind(lab: t.Any, domain: str, name: str) -> tuple[str, str]:
+    """(location, memory) of a snapshot, read from virsh snapshot-dumpxml: internal/external, and the memory's."""
+    cp = lab.virsh('snapshot-dumpxml', domain, name)
+    assert cp.returncode == 0, cp.stderr
+    root = ET.fromstring(cp.stdout)
+    memory = root.find('memory')
+    mem = memory.get('snapshot') if memory is not None else ('no' if root.findtext('state') == 'disk-snapshot'
+                                                               else 'internal')
+    disks = [d.get('snapshot') for d in root.findall('disks/disk') if d.get('snapshot') != 'no']
+    return ('external' if 'external' in disks or mem == 'external' else 'internal'), mem
+
+
+def revert_by_hand(lab: t.Any, domain: str, name: str) -> None:
+    """virsh snapshot-revert to ``name``, running, and wait for the agent: a disk-only snapshot reverts to a shut-off
+    domain, which virsh start then boots from its disks."""
+    disk_only = kind(lab, domain, name)[1] == 'no'
+    cp = lab.virsh('snapshot-revert', domain, name, *([] if disk_only else ['--running']))
+    assert cp.returncode == 0, cp.stderr
+    if disk_only:
+        assert lab.state(domain) == 'shutoff'
+        assert lab.virsh('start', domain).returncode == 0
+    lab.wait_agent(domain, timeout=300)
+
+
+@pytest.fixture
+def fleet(lab: t.Any) -> t.Iterator[dict[str, str]]:
+    """Three real guests, booted together, with a working guest agent: inventory name -> domain. Removed after the
+    test, so that the guests of the later tests never run beside them (at most three guests at once)."""
     domains = {name: lab.guest_domain(name, memory_mib=384) for name in ('g1', 'g2', 'g3')}
-    for domain in domains.values():
-        lab.wait_agent(domain, timeout=300)
-    return domains
+    try:
+        for domain in domains.values():
+            lab.wait_agent(domain, timeout=300)
+        yield domains
+    finally:
+        for domain in domains.values():
+            lab.remove(domain)
 
 
 @pytest.fixture(scope='module')
@@ -72,6 +108,7 @@ def test_guarded_change_rolls_back_only_the_broken_guest(lab, fleet, run_playboo
     state, current snapshot) next to the safety snapshot of the broken state.
     """
     inventory = write_inventory(tmp_path / 'fleet.yml', {name: {'kvm_domain': dom} for name, dom in fleet.items()})
+    disks_before = {dom: lab.disk_paths(dom) for dom in fleet.values()}
     result = run_playbook(PLAYBOOKS / 'guarded_change.yml', inventory=inventory, expect_rc=2, extra_vars={
         'kvm_change_tasks': str(FLEET / 'change.yml'),
         'kvm_change_id': 'fleet1',
@@ -80,7 +117,7 @@ def test_guarded_change_rolls_back_only_the_broken_guest(lab, fleet, run_playboo
         'kvm_snapshot_jobs': 2,
         'kvm_answer_agent': True,
         'rollback_check_command': ['/usr/bin/ls', '/usr/bin'],
-        'rollback_wait_timeout': 180,
+        'rollback_wait_timeout': 300,
     })
     recap = result.recap()
     assert recap['g2']['failed'] == 1 and recap['g2']['rescued'] == 1, result
@@ -89,28 +126,36 @@ def test_guarded_change_rolls_back_only_the_broken_guest(lab, fleet, run_playboo
     assert 'The change failed on g2' in result.stdout
 
     g1, g2, g3 = fleet['g1'], fleet['g2'], fleet['g3']
-    # g2: whole and running again, its change undone, its broken state kept
+    external = reverts_external(lab)
+    # the kind pre_change chose: disk-only (quiesced, the agent answers) where libvirt reverts it, else with memory
+    assert kind(lab, g2, 'pre-change-fleet1') == (('external', 'no') if external else ('internal', 'internal'))
+    assert ('disk-only (a rollback boots the guest from its disks)' if external else
+            'with memory (a rollback brings the guest back as it was)') in result.stdout, result
+    # the safety snapshot keeps the broken guest as it ran: with memory, of the domain's kind
+    assert kind(lab, g2, 'rollback-safety-fleet1') == ((('external', 'external') if external
+                                                        else ('internal', 'internal')))
+    # g2: whole and running again (booted from its disks after a disk-only snapshot), its change undone
     assert lab.state(g2) == 'running'
     rc, out, _err = in_guest(lab, g2, '/usr/bin/ls', '/usr/bin')
     assert rc == 0 and 'ls' in out.split()
     assert in_guest(lab, g2, '/usr/bin/test', '-e', '/root/changed')[0] == 1
     assert snapshot_names(lab, g2) == {'pre-change-fleet1', 'rollback-safety-fleet1'}
     assert current_snapshot(lab, g2) == 'pre-change-fleet1'
-    assert set(lab.qemu_img_snapshots(lab.disk_paths(g2)[0])) == {'pre-change-fleet1', 'rollback-safety-fleet1'}
-    # g1 and g3: the change kept, no pre-change snapshot left
+    if not external:
+        assert set(lab.qemu_img_snapshots(lab.disk_paths(g2)[0])) == {'pre-change-fleet1', 'rollback-safety-fleet1'}
+    # g1 and g3: the change kept, no pre-change snapshot left (an external one merged back into the disk it was on)
     for dom in (g1, g3):
         assert lab.state(dom) == 'running'
         rc, out, _err = in_guest(lab, dom, '/usr/bin/cat', '/root/changed')
         assert (rc, out.strip()) == (0, 'fleet1')
         assert snapshot_names(lab, dom) == set()
+        assert lab.disk_paths(dom) == disks_before[dom]
         assert lab.qemu_img_snapshots(lab.disk_paths(dom)[0]) == []
 
     # The safety snapshot holds the broken state: go there with virsh, look, and come back.
-    assert lab.virsh('snapshot-revert', g2, 'rollback-safety-fleet1', '--running').returncode == 0
-    lab.wait_agent(g2, timeout=60)
+    revert_by_hand(lab, g2, 'rollback-safety-fleet1')
     assert in_guest(lab, g2, '/usr/bin/ls', '/usr/bin')[0] == 127
-    assert lab.virsh('snapshot-revert', g2, 'pre-change-fleet1', '--running').returncode == 0
-    lab.wait_agent(g2, timeout=60)
+    revert_by_hand(lab, g2, 'pre-change-fleet1')
     assert in_guest(lab, g2, '/usr/bin/ls', '/usr/bin')[0] == 0
 
 
@@ -120,8 +165,11 @@ def test_single_steps_snapshot_rollback_twice_cleanup(lab, solo, run_playbook, t
     inventory = write_inventory(tmp_path / 'one.yml', {'g3': {'kvm_domain': dom}})
     before = snapshot_names(lab, dom)
 
+    external = reverts_external(lab)
     run_playbook(PLAYBOOKS / 'snapshot_now.yml', inventory=inventory, extra_vars={'kvm_change_id': 'step1'})
     assert snapshot_names(lab, dom) == before | {'pre-change-step1'}
+    # pre_change_disk_only=auto: disk-only where libvirt reverts it (the agent answers), else with memory
+    assert kind(lab, dom, 'pre-change-step1') == (('external', 'no') if external else ('internal', 'internal'))
     # a second change is refused while step1's snapshot is there, and nothing is taken
     refused = run_playbook(PLAYBOOKS / 'snapshot_now.yml', inventory=inventory, expect_rc=2,
                            extra_vars={'kvm_change_id': 'step2'})
@@ -132,7 +180,7 @@ def test_single_steps_snapshot_rollback_twice_cleanup(lab, solo, run_playbook, t
     assert in_guest(lab, dom, '/usr/bin/ls', '/')[0] == 127
 
     rollback_vars = {'kvm_change_id': 'step1', 'rollback_check_command': ['/usr/bin/ls', '/usr/bin'],
-                     'rollback_wait_timeout': 180}
+                     'rollback_wait_timeout': 300}
     first = run_playbook(PLAYBOOKS / 'rollback_now.yml', inventory=inventory, extra_vars=rollback_vars)
     assert first.recap()['g3']['changed'] >= 1
     assert 'reverted to pre-change-step1' in first.stdout
@@ -150,11 +198,18 @@ def test_single_steps_snapshot_rollback_twice_cleanup(lab, solo, run_playbook, t
     assert snapshot_names(lab, dom) == before | {'pre-change-step1', 'rollback-safety-step1', 'rollback-safety-step1-2'}
     assert current_snapshot(lab, dom) == 'pre-change-step1'
 
-    # accept the change: only its pre-change snapshot goes; then prune everything the roles made
-    run_playbook(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory, extra_vars={'kvm_change_id': 'step1'})
-    assert snapshot_names(lab, dom) == before | {'rollback-safety-step1', 'rollback-safety-step1-2'}
+    # accept the change: only its pre-change snapshot goes (an external one with the safety snapshots below it is
+    # kept, saying why: libvirt deletes it only after them); then prune everything the roles made, children first
+    accepted = run_playbook(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory, extra_vars={'kvm_change_id': 'step1'})
+    if external:
+        assert 'Kept pre-change-step1 of' in accepted.stdout, accepted
+        assert snapshot_names(lab, dom) == before | {'pre-change-step1', 'rollback-safety-step1',
+                                                     'rollback-safety-step1-2'}
+    else:
+        assert snapshot_names(lab, dom) == before | {'rollback-safety-step1', 'rollback-safety-step1-2'}
     run_playbook(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory)
     assert snapshot_names(lab, dom) == {n for n in before if not n.startswith(('pre-change-', 'rollback-safety-'))}
+    assert lab.state(dom) == 'running' and in_guest(lab, dom, '/usr/bin/ls', '/usr/bin')[0] == 0
 
 
 def test_unreachable_guest_is_rolled_back_and_soak_keeps_the_snapshot(lab, run_playbook, tmp_path):
@@ -233,8 +288,15 @@ def read_guest_file(lab: t.Any, domain: str, path: str) -> str:
 
 
 def drop_snapshots(lab: t.Any, domain: str) -> None:
-    for name in snapshot_names(lab, domain):
-        assert lab.virsh('snapshot-delete', domain, name).returncode == 0
+    """Delete every snapshot of the domain, leaves first (libvirt deletes external ones only children first)."""
+    for _round in range(20):
+        leaves = [n.strip() for n in lab.virsh('snapshot-list', domain, '--leaves', '--name').stdout.splitlines()
+                  if n.strip()]
+        if not leaves:
+            return
+        for name in leaves:
+            assert lab.virsh('snapshot-delete', domain, name).returncode == 0
+    assert snapshot_names(lab, domain) == set()
 
 
 def test_guarded_change_failing_twice_with_one_change_id(lab, solo, run_playbook, tmp_path):
@@ -247,9 +309,13 @@ def test_guarded_change_failing_twice_with_one_change_id(lab, solo, run_playbook
     dom = solo
     drop_snapshots(lab, dom)
     inventory = write_inventory(tmp_path / 'solo.yml', {'r1': {'kvm_domain': dom}})
-    common = {'kvm_change_tasks': str(FLEET / 'change.yml'), 'kvm_change_id': 'twice', 'roles_break': 'r1',
+    external = reverts_external(lab)
+    # with memory on purpose (the rollback brings the guest back running as it was): on libvirt >= 9.9 with a UEFI
+    # guest an external snapshot with memory, before it an internal one
+    common = {'pre_change_disk_only': False,
+              'kvm_change_tasks': str(FLEET / 'change.yml'), 'kvm_change_id': 'twice', 'roles_break': 'r1',
               'kvm_serial': ['100%'], 'kvm_answer_agent': True, 'rollback_check_command': ['/usr/bin/ls', '/usr/bin'],
-              'rollback_wait_timeout': 180}
+              'rollback_wait_timeout': 300}
 
     def whole_and_unchanged() -> None:
         assert lab.state(dom) == 'running'
@@ -270,16 +336,17 @@ def test_guarded_change_failing_twice_with_one_change_id(lab, solo, run_playbook
     names = {'pre-change-twice', 'rollback-safety-twice', 'rollback-safety-twice-2'}
     assert snapshot_names(lab, dom) == names
     assert current_snapshot(lab, dom) == 'pre-change-twice'
-    assert set(lab.qemu_img_snapshots(lab.disk_paths(dom)[0])) == names
+    for name in names:
+        assert kind(lab, dom, name) == (('external', 'external') if external else ('internal', 'internal')), name
+    if not external:
+        assert set(lab.qemu_img_snapshots(lab.disk_paths(dom)[0])) == names
 
     # each safety snapshot holds the broken state of its own failure
     for name, mark in (('rollback-safety-twice', 'twice-first'), ('rollback-safety-twice-2', 'twice-second')):
-        assert lab.virsh('snapshot-revert', dom, name, '--running').returncode == 0
-        lab.wait_agent(dom, timeout=60)
+        revert_by_hand(lab, dom, name)
         assert read_guest_file(lab, dom, '/root/changed').strip() == mark
         assert in_guest(lab, dom, '/usr/bin/ls', '/usr/bin')[0] == 127
-    assert lab.virsh('snapshot-revert', dom, 'pre-change-twice', '--running').returncode == 0
-    lab.wait_agent(dom, timeout=60)
+    revert_by_hand(lab, dom, 'pre-change-twice')
     whole_and_unchanged()
 
     # done with the change: cleanup_now takes every snapshot the roles made
@@ -340,7 +407,8 @@ def test_uri_password_never_shown_kept_or_on_a_command_line(lab, solo, ansible_e
     drop_snapshots(lab, dom)
     marker = 'Pw!S3c'
     written = marker + '%2Fr%40t%23%3F%5B'  # decoded: Pw!S3c/r@t#?[
-    uri = f'qemu+unix://root:{written}@/system'
+    # with the stack's socket (the trixie stack's libvirtd listens on its own)
+    uri = f'qemu+unix://root:{written}@/system' + (lab.uri[lab.uri.index('?'):] if '?' in lab.uri else '')
     facts = tmp_path / 'facts'
     env = dict(ansible_env, PATH=f'{tmp_path / "bin"}:{ansible_env["PATH"]}', ANSIBLE_CACHE_PLUGIN='jsonfile',
                ANSIBLE_CACHE_PLUGIN_CONNECTION=str(facts))
@@ -363,7 +431,7 @@ def test_uri_password_never_shown_kept_or_on_a_command_line(lab, solo, ansible_e
         runs.append(run_playbook(PLAYBOOKS / 'rollback_now.yml', inventory=inventory, env=env, kvm_uri=None,
                                  args=['-vvv', '--limit', 'r1'], extra_vars={
                                      'kvm_change_id': 'sec1', 'rollback_wait_for': 'agent',
-                                     'rollback_check_command': ['/usr/bin/true'], 'rollback_wait_timeout': 180}))
+                                     'rollback_check_command': ['/usr/bin/true'], 'rollback_wait_timeout': 300}))
         assert 'reverted to pre-change-sec1' in runs[-1].stdout
         runs.append(run_playbook(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory, env=env, kvm_uri=None,
                                  args=['-vvv', '--limit', 'r1']))
