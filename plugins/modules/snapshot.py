@@ -333,12 +333,6 @@ class SnapshotManager:
         local = is_local_uri(self.client.uri)
         xml = dom.XMLDesc(0)  # read once for every check below
         disks = domain_disks(dom, xml)
-        plan = KindPlanner(dom, xml, disks, state, self.client.conn.getLibVersion(), local).plan(
-            self.name, self.params['location'], disk_only)
-        if state in ('running', 'paused') and plan.location == 'internal':
-            check_monitor_name(dom, self.name)
-        if local and plan.memory != 'no':
-            check_free_space(dom, disks)
         if self.params['quiesce'] and state != 'running':
             raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
                                 'with qemu-guest-agent.', domain=dom.name())
@@ -348,6 +342,12 @@ class SnapshotManager:
                 'Nothing was changed. Add <channel type="unix"><target type="virtio" '
                 'name="org.qemu.guest_agent.0"/></channel> to the domain, or leave quiesce off.',
                 domain=dom.name())
+        plan = KindPlanner(dom, xml, disks, state, self.client.conn.getLibVersion(), local).plan(
+            self.name, self.params['location'], disk_only)
+        if state in ('running', 'paused') and plan.location == 'internal':
+            check_monitor_name(dom, self.name)
+        if local and plan.memory != 'no':
+            check_free_space(dom, disks)
         if plan.memory != 'no':
             snap_state = state
         elif plan.location == 'external' and state != 'shutoff':
