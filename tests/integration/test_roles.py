@@ -60,8 +60,10 @@ def kind(lab: t.Any, domain: str, name: str) -> tuple[str, str]:
     assert cp.returncode == 0, cp.stderr
     root = ET.fromstring(cp.stdout)
     memory = root.find('memory')
-    mem = memory.get('snapshot') if memory is not None else ('no' if root.findtext('state') == 'disk-snapshot'
-                                                               else 'internal')
+    if memory is not None:
+        mem = memory.get('snapshot')
+    else:
+        mem = 'no' if root.findtext('state') == 'disk-snapshot' else 'internal'
     disks = [d.get('snapshot') for d in root.findall('disks/disk') if d.get('snapshot') != 'no']
     return ('external' if 'external' in disks or mem == 'external' else 'internal'), mem
 
