@@ -67,7 +67,7 @@ ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).with_name('ansible-playbook'
 sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 import lab as lab_tool  # noqa: E402  (tests/lab/lab.py)
 
-# libvirt flag values (LIBVIRT_NOTES.md)
+# libvirt flag values (libvirt-domain-snapshot.h; docs/support-matrix.md lists what each kind needs)
 REDEFINE = 1
 CURRENT = 2
 DELETE_METADATA_ONLY = 2

@@ -38,7 +38,7 @@ DOMAIN_STATES = {
     4: 'shutdown', 5: 'shutoff', 6: 'crashed', 7: 'pmsuspended',
 }
 
-# libvirt flag values (LIBVIRT_NOTES.md); named here so the code reads without the binding
+# libvirt flag values (libvirt-domain-snapshot.h), named here so the code reads without the binding
 CREATE_REDEFINE = 1
 CREATE_CURRENT = 2
 CREATE_DISK_ONLY = 16
