@@ -20,7 +20,11 @@ import typing as t
 import xml.etree.ElementTree as ET
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import LibvirtError, SnapshotError
-from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import list_snapshots
+from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
+    check_free_space,
+    check_monitor_name,
+    list_snapshots,
+)
 
 LIST_INTERNAL = 256
 LIST_EXTERNAL = 512
@@ -238,3 +242,15 @@ class KindPlanner:
         hint = f' What would work: {"; ".join(fixes)}.' if fixes else ''
         raise SnapshotError(f'Snapshot "{snapshot}" of domain "{self.domain}": {why}. Nothing was made.{hint}',
                             domain=self.domain)
+
+
+def plan_new_snapshot(dom: t.Any, xml: str, disks: list[dict[str, t.Any]], state: str, name: str, location: str,
+                      disk_only: bool, version: int, local: bool) -> Plan:
+    """The plan for new snapshot ``name`` of ``dom`` (its XML, disks and state as read by the caller), after every
+    check that refuses it before anything is made: the kind, the name QEMU would get, the room for its memory."""
+    plan = KindPlanner(dom, xml, disks, state, version, local).plan(name, location, disk_only)
+    if state in ('running', 'paused') and plan.location == 'internal':
+        check_monitor_name(dom, name)
+    if local and plan.memory != 'no':
+        check_free_space(dom, disks)
+    return plan

@@ -242,7 +242,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     with_diff,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
-from ansible_collections.kvm.snapshots.plugins.module_utils._kind import LOCATIONS, KindPlanner, Plan
+from ansible_collections.kvm.snapshots.plugins.module_utils._kind import LOCATIONS, Plan, plan_new_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
@@ -253,9 +253,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     CREATE_CURRENT,
     CREATE_REDEFINE,
-    check_free_space,
     check_monitor_delete,
-    check_monitor_name,
     create_snapshot,
     delete_snapshot,
     delete_with_descendants,
@@ -342,12 +340,8 @@ class SnapshotManager:
                 'Nothing was changed. Add <channel type="unix"><target type="virtio" '
                 'name="org.qemu.guest_agent.0"/></channel> to the domain, or leave quiesce off.',
                 domain=dom.name())
-        plan = KindPlanner(dom, xml, disks, state, self.client.conn.getLibVersion(), local).plan(
-            self.name, self.params['location'], disk_only)
-        if state in ('running', 'paused') and plan.location == 'internal':
-            check_monitor_name(dom, self.name)
-        if local and plan.memory != 'no':
-            check_free_space(dom, disks)
+        plan = plan_new_snapshot(dom, xml, disks, state, self.name, self.params['location'], disk_only,
+                                 self.client.conn.getLibVersion(), local)
         if plan.memory != 'no':
             snap_state = state
         elif plan.location == 'external' and state != 'shutoff':

@@ -164,7 +164,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_AR
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import (
     EXTERNAL_REVERT,
     INTERNAL_REVERT_BROKEN,
-    KindPlanner,
+    plan_new_snapshot,
     version_text,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
@@ -180,7 +180,6 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     REVERT_FORCE,
     REVERT_PAUSED,
     REVERT_RUNNING,
-    check_free_space,
     check_monitor_name,
     check_revert_possible,
     create_snapshot,
@@ -297,12 +296,8 @@ class RevertManager:
         disks = domain_disks(dom, xml)
         state = domain_state(dom)
         local = is_local_uri(self.client.uri)
-        plan = KindPlanner(dom, xml, disks, state, self.client.conn.getLibVersion(), local).plan(
-            self.safety_name, 'auto', False)
-        if state in ('running', 'paused') and plan.location == 'internal':
-            check_monitor_name(dom, self.safety_name)
-        if local and plan.memory != 'no':
-            check_free_space(dom, disks)
+        plan = plan_new_snapshot(dom, xml, disks, state, self.safety_name, 'auto', False,
+                                 self.client.conn.getLibVersion(), local)
         for warning in plan.warnings:
             self.client.module.warn(warning)
         if self.client.check_mode:
