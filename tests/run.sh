@@ -37,7 +37,7 @@ ALL_STAGES=(unit sanity lint changelog build integration)
 ALL_STACKS=(bookworm trixie)
 # the tests that do not run on the trixie stack (test_faults.py drives the host's own libvirtd)
 BOOKWORM_ONLY_TESTS=(test_faults.py)
-MODULES=(snapshot snapshot_info snapshot_revert snapshot_prune)
+MODULES=(snapshot snapshot_info snapshot_revert snapshot_prune guest_agent)
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
