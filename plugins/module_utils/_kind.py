@@ -19,15 +19,14 @@ import os
 import typing as t
 import xml.etree.ElementTree as ET
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import LibvirtError, SnapshotError
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import LibvirtError, SnapshotError, version_text
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
+    LIST_EXTERNAL,
+    LIST_INTERNAL,
     check_free_space,
     check_monitor_name,
     list_snapshots,
 )
-
-LIST_INTERNAL = 256
-LIST_EXTERNAL = 512
 
 # libvirt versions as getLibVersion() reports them: major * 1,000,000 + minor * 1,000 + micro
 EXTERNAL_REVERT = 9_009_000  # reverting external snapshots (9.9)
@@ -39,10 +38,6 @@ INTERNAL_REVERT_BROKEN = (11_002_000, 11_004_000)
 
 LOCATIONS = ('auto', 'internal', 'external')
 NAME_MAX = 255  # bytes of one file name on Linux file systems
-
-
-def version_text(number: int) -> str:
-    return f'{number // 1000000}.{number // 1000 % 1000}.{number % 1000}'
 
 
 def firmware(xml: str) -> dict[str, t.Any]:

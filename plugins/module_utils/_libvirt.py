@@ -112,6 +112,11 @@ _CONNECTION_LOST = ('End of file while reading data', 'client socket is closed',
 _CANNOT_CONNECT = ('Failed to connect socket', 'unable to connect to server')
 
 
+def version_text(number: int) -> str:
+    """libvirt's version number (major * 1000000 + minor * 1000 + micro, as getLibVersion gives it) as X.Y.Z."""
+    return f'{number // 1000000}.{number // 1000 % 1000}.{number % 1000}'
+
+
 def error_code(exc: BaseException) -> int | None:
     """Return the libvirt error code of an exception, or None."""
     get = getattr(exc, 'get_error_code', None)

@@ -30,6 +30,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     error_code,
     parse_uri,
     retry_busy,
+    version_text,
 )
 
 # virDomainState -> the words virsh uses
@@ -45,6 +46,7 @@ CREATE_DISK_ONLY = 16
 CREATE_QUIESCE = 64
 CREATE_ATOMIC = 128
 DELETE_CHILDREN = 1
+LIST_INTERNAL = 256
 LIST_EXTERNAL = 512
 REVERT_RUNNING = 1
 REVERT_PAUSED = 2
@@ -151,7 +153,7 @@ def check_monitor_names(dom: t.Any, names: t.Iterable[str], action: str) -> None
             f'the running or paused domain "{domain}" is refused: the name contains {" and ".join(repr(c) for c in chars)}')
     if version >= QMP_JOBS_VERSION:
         raise SnapshotError(
-            f'{what}, and libvirt {version // 1000000}.{version // 1000 % 1000} runs it as a QEMU job named after the '
+            f'{what}, and libvirt {version_text(version)} runs it as a QEMU job named after the '
             'snapshot (internal-snapshot-save-NAME and the like), which QEMU refuses unless the name holds only '
             f'letters, digits, ".", "-" and "_". Nothing was changed. {_QMP_ADVICE[action]}', domain=domain,
             snapshots=bad)

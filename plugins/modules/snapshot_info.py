@@ -432,6 +432,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     SnapshotError,
     describe,
     error_code,
+    version_text,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._qcow2 import (
     Qcow2Error,
@@ -447,11 +448,6 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     list_snapshots,
     snapshot_tree,
 )
-
-
-def libvirt_version(number: int) -> str:
-    """libvirt's version number (major * 1000000 + minor * 1000 + micro) as X.Y.Z."""
-    return f'{number // 1000000}.{number // 1000 % 1000}.{number % 1000}'
 
 
 class SnapshotInfo:
@@ -480,7 +476,7 @@ class SnapshotInfo:
                                        **facts)
             snapshots.extend(s for s in listed if self.name is None or s['name'] == self.name)
         result: dict[str, t.Any] = {'changed': False, 'snapshots': snapshots, 'domains': domains,
-                                    'libvirt_version': libvirt_version(self.client.conn.getLibVersion())}
+                                    'libvirt_version': version_text(self.client.conn.getLibVersion())}
         if self.domain is not None:
             result['current'] = domains[self.domain]['current']
             result['tree'] = domains[self.domain]['tree']

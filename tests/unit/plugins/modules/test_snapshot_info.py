@@ -14,6 +14,7 @@ import os
 import libvirt
 import pytest
 
+from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import list_snapshots
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot_info
 
@@ -311,8 +312,8 @@ def test_is_local_uri_decides_where_free_space_is_read():
 
 
 def test_libvirt_version_text():
-    assert snapshot_info.libvirt_version(9000000) == '9.0.0'
-    assert snapshot_info.libvirt_version(10010002) == '10.10.2'
+    assert _libvirt.version_text(9000000) == '9.0.0'
+    assert _libvirt.version_text(10010002) == '10.10.2'
 
 
 def test_facts_of_every_domain(run_module, facts_domain):
