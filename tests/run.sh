@@ -198,6 +198,10 @@ do_install() {
     if selected sanity; then
         apt_install shellcheck || rc=$?
     fi
+    # the report test renders index.html with headless Chromium (tests/integration/test_report.py)
+    if selected integration; then
+        apt_install chromium || rc=$?
+    fi
     "$PYTHON" -m pip install --quiet -r requirements-test.txt || rc=$?
     return "$rc"
 }
