@@ -12,7 +12,7 @@
 #   sanity       tests/sanity/run.sh (ansible-test sanity, no ignore entries)
 #   lint         ansible-lint, production profile, on roles/ and playbooks/
 #   changelog    antsibull-changelog lint (fragments and changelog.yaml)
-#   build        ansible-galaxy collection build + install + ansible-doc of each module and role
+#   build        ansible-galaxy collection build + install + ansible-doc of each module, inventory plugin and role
 #   integration  python3 -m pytest tests/integration (real libvirtd + QEMU from the lab), on two stacks:
 #                bookworm: this machine's libvirtd (Debian 12, libvirt 9.0): every test;
 #                trixie: Debian 13's libvirtd (11.3) in the lab's cached chroot: every test but
@@ -325,7 +325,7 @@ stage_changelog() {
 }
 
 stage_build() {
-    local work tarball module role found=0 rc=0
+    local work tarball module role plugin found=0 rc=0
     new_tmp build
     work=$tmp_dir
     ansible-galaxy collection build --output-path "$work/dist" . || return $?
@@ -342,6 +342,17 @@ stage_build() {
         found=1
         echo "--- ansible-doc kvm.snapshots.$module"
         (cd "$work" && ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-doc -t module "kvm.snapshots.$module" >"$work/doc.txt") || {
+            rc=1
+            continue
+        }
+        head -n 3 "$work/doc.txt"
+    done
+    for plugin in plugins/inventory/*.py; do
+        [[ -f $plugin ]] || continue
+        plugin=$(basename "$plugin" .py)
+        found=1
+        echo "--- ansible-doc -t inventory kvm.snapshots.$plugin"
+        (cd "$work" && ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-doc -t inventory "kvm.snapshots.$plugin" >"$work/doc.txt") || {
             rc=1
             continue
         }
