@@ -508,8 +508,36 @@ def daemon_status():
     return result
 
 
+KVM_DEVICE = '/dev/kvm'
+
+
+def make_kvm_usable(device=KVM_DEVICE):
+    """Make /dev/kvm readable and writable by every user (0666), as both stacks' QEMU users need it.
+
+    libvirtd probes QEMU's capabilities as root (KVM works) and caches them, then, before each use of the cache,
+    checks whether its QEMU user (libvirt-qemu) may open /dev/kvm. Where it may not (the device's group is not the
+    kvm group of that user: ``root:993 0660`` on a host whose kvm group is 107), libvirt logs "KVM was enabled when
+    probing '/usr/bin/qemu-system-x86_64', but it is not available now" and probes again (four QEMU start-ups)
+    before every snapshot of a shut-off domain: 8 to 23 s each instead of tens of milliseconds. One group cannot
+    suit both stacks (kvm is 107 on the host, 993 in the trixie chroot), so the lab makes the device 0666.
+    Returns True when it changed the mode (False: it was right already, or there is no such device).
+    """
+    try:
+        mode = os.stat(device).st_mode & 0o777
+    except OSError:
+        return False
+    if mode & 0o666 == 0o666:
+        return False
+    LOG.info('chmod 0666 %s (it was %04o: libvirt-qemu of each stack must open it, or libvirtd re-probes QEMU '
+             'before every snapshot of a shut-off domain)', device, mode)
+    os.chmod(device, mode | 0o666)
+    return True
+
+
 def start_daemons(uri=DEFAULT_URI, timeout=30):
-    """Start virtlogd and libvirtd unless running; wait until uri accepts connections."""
+    """Start virtlogd and libvirtd unless running (with /dev/kvm usable by QEMU: make_kvm_usable); wait until uri
+    accepts connections."""
+    make_kvm_usable()
     _makedirs(LIBVIRT_IMAGES_DIR, 0o711)
     _makedirs(RUN_DIR)
     state = _load_daemon_state()
@@ -1052,12 +1080,7 @@ def start_stack(name='trixie', timeout=60):
         start_daemons()
         return st
     _makedirs(RUN_DIR)
-    # Both libvirtds share /dev/kvm and their kvm groups differ (107 on the host, 993 in the chroot): a
-    # group that suits one makes the other throw its QEMU capabilities away before every lookup.
-    with contextlib.suppress(OSError):
-        if os.stat('/dev/kvm').st_mode & 0o777 != 0o666:
-            LOG.info('chmod 0666 /dev/kvm (shared by both stacks\' libvirtds)')
-            os.chmod('/dev/kvm', 0o666)
+    make_kvm_usable()
     with _locked(st.state_file + '.lock'):
         state = _load_stack_state(st)
         mounted = set(_mounts_below(st.root))
