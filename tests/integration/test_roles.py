@@ -6,8 +6,7 @@
 The guests are inventory hosts with the local connection whose hypervisor is ``localhost``; the lab
 guests have no network, so the change of the test acts inside them through the guest agent
 (targets/roles_fleet/change.yml). Results are checked from inside the guests (lab.guest_exec) and
-with virsh and qemu-img, besides the play's own checks. ansible-lint's production profile on roles/
-and playbooks/ runs here too.
+with virsh and qemu-img, besides the play's own checks. (ansible-lint is tests/run.sh's lint stage.)
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import base64
 import json
 import pathlib
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -456,9 +454,3 @@ def test_uri_password_never_shown_kept_or_on_a_command_line(lab, solo, ansible_e
         assert secret not in everything, [line for line in everything.splitlines() if secret in line][:5]
     assert recorder.seen, 'no command line was sampled'
 
-
-def test_ansible_lint_production(ansible_env):
-    """ansible-lint, production profile (.ansible-lint), on the roles and the playbooks."""
-    proc = subprocess.run([sys.executable, '-m', 'ansiblelint', '--nocolor', 'roles', 'playbooks'],
-                          cwd=str(REPO), env=ansible_env, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-8000:]
