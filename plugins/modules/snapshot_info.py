@@ -453,6 +453,12 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._qcow2 import (
     compare_internal,
     read_snapshot_names,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._sizes import (
+    SizeReader,
+    domain_files,
+    snapshot_sizes,
+    storage_summary,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     domain_disks,
     domain_state,
@@ -472,6 +478,14 @@ class SnapshotInfo:
         self.domain: str | None = client.params['domain']
         self.domains: list[str] | None = client.params['domains']
         self.name: str | None = client.params['name']
+        self._sizes: SizeReader | None = None
+
+    @property
+    def sizes(self) -> SizeReader:
+        """The reader of sizes, on the connection (opened on first use)."""
+        if self._sizes is None:
+            self._sizes = SizeReader(self.client.conn, is_local_uri(self.client.uri), self.client.module.warn)
+        return self._sizes
 
     def run(self) -> dict[str, t.Any]:
         errors: dict[str, str] = {}
@@ -500,6 +514,7 @@ class SnapshotInfo:
                 continue
             listed, facts = read
             facts['image_only'] = self._compare_images(dom.name(), listed, facts['disks'])
+            self._add_sizes(listed, facts)
             current = next((s['name'] for s in listed if s['current']), None)
             domains[dom.name()] = dict({'current': current, 'tree': snapshot_tree(listed), 'count': len(listed)},
                                        **facts)
@@ -548,6 +563,19 @@ class SnapshotInfo:
                 'with "qemu-img snapshot -d NAME IMAGE" with the domain shut off.')
         return extra
 
+    def _add_sizes(self, listed: list[dict[str, t.Any]], facts: dict[str, t.Any]) -> None:
+        """Set the size keys of each snapshot, and the domain's snapshot_bytes and storage."""
+        images = [d['file'] for d in facts['disks'] if d['type'] == 'file' and d['format'] == 'qcow2'
+                  and d['snapshot'] != 'no' and d['file']]
+        held: dict[str, int] = {}
+        for snap in listed:
+            sizes, files = snapshot_sizes(snap, images, self.sizes)
+            snap.update(sizes)
+            for path, size in files.items():
+                held[path] = held.get(path, 0) + size
+        facts['snapshot_bytes'] = sum(s['size_bytes'] for s in listed if s['size_bytes'] is not None)
+        facts['storage'] = storage_summary(domain_files(facts['disks'], listed), held, self.sizes)
+
     def _read(self, dom: t.Any) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]] | None:
         """The snapshots and the facts of ``dom``; None when the domain went away while all domains are read."""
         try:
@@ -564,10 +592,13 @@ class SnapshotInfo:
         disks = []
         for disk in domain_disks(dom):
             path = disk['file'] if disk['type'] == 'file' else None
+            capacity, allocation = self.sizes.block_info(dom, disk)
             disks.append({
                 'name': disk['name'], 'type': disk['type'], 'format': disk['format'], 'file': disk['file'],
                 'snapshot': disk['snapshot'],
                 'free_bytes': free_bytes(path) if local and path else None,
+                'allocation_bytes': allocation,
+                'capacity_bytes': capacity,
             })
         return {
             'state': domain_state(dom),

@@ -57,6 +57,8 @@ def test_one_domain_lists_parents_before_children(run_module, tree_domain):
         'parent': 'base', 'children': ['c'], 'current': False, 'location': 'internal',
         'memory': 'no', 'memory_file': None, 'disks': [{'name': 'vda', 'snapshot': 'internal', 'file': None, 'backing_file': None}],
         'consistent': None,  # the test driver's images are not files to read
+        # a disk-only internal snapshot: no VM state; the clusters only it holds are not counted (a lower bound)
+        'memory_bytes': None, 'overlay_bytes': None, 'size_bytes': 0, 'size_exact': False,
     }
     assert [s['name'] for s in result['snapshots'] if s['current']] == ['c']
 
@@ -280,7 +282,9 @@ def test_domain_facts_for_a_preflight(run_module, facts_domain, tmp_path, state)
     assert [d['name'] for d in facts['disks']] == ['vda', 'vdb', 'vdc']  # no CD-ROM
     vda, vdb, vdc = facts['disks']
     assert vda == {'name': 'vda', 'type': 'file', 'format': 'qcow2', 'file': f'{tmp_path}/{name}.vda.qcow2',
-                   'snapshot': None, 'free_bytes': vda['free_bytes']}
+                   'snapshot': None, 'free_bytes': vda['free_bytes'],
+                   # what libvirt's block info says (the test driver's made-up numbers)
+                   'allocation_bytes': dom.blockInfo('vda')[1], 'capacity_bytes': dom.blockInfo('vda')[0]}
     # the local file system under the disk: what statvfs says for unprivileged users
     stats = os.statvfs(tmp_path)
     assert abs(vda['free_bytes'] - stats.f_bavail * stats.f_frsize) < 64 << 20
