@@ -70,15 +70,15 @@ _HINTS: dict[int, str] = {
     ERR_NO_DOMAIN_SNAPSHOT: 'list the existing ones with kvm.snapshots.snapshot_info or "virsh snapshot-list"',
     ERR_OPERATION_INVALID: 'the domain is not in a state that allows this (it may be busy, '
                            'being migrated, or in the wrong power state)',
-    ERR_CONFIG_UNSUPPORTED: 'the domain configuration does not allow this kind of snapshot '
-                            '(internal snapshots need qcow2 disks; disk_only: true makes external ones)',
+    ERR_CONFIG_UNSUPPORTED: 'the domain configuration does not allow this (for a new snapshot: internal '
+                            'snapshots need qcow2 disks; location: external makes external ones)',
     ERR_OPERATION_UNSUPPORTED: 'this libvirt/QEMU does not support the operation for this domain',
     ERR_OPERATION_TIMEOUT: 'another job holds the domain; wait for it to finish and re-run',
     ERR_SNAPSHOT_REVERT_RISKY: 'libvirt considers this revert risky; set force: true to revert anyway',
-    ERR_ARGUMENT_UNSUPPORTED: "quiesce needs a guest agent channel: <channel type='unix'>"
+    ERR_ARGUMENT_UNSUPPORTED: "quiesce and guest agent commands need a guest agent channel: <channel type='unix'>"
                               "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>",
-    ERR_AGENT_UNRESPONSIVE: 'quiesce needs qemu-guest-agent running inside the guest; '
-                            'start it there, or leave quiesce off',
+    ERR_AGENT_UNRESPONSIVE: 'quiesce and guest agent commands need qemu-guest-agent running inside the guest; '
+                            'start it there (for a snapshot, or leave quiesce off)',
     ERR_AGENT_UNSYNCED: 'the guest agent did not answer in time; check qemu-guest-agent inside the guest',
     ERR_AUTH_FAILED: 'check the credentials for the libvirt URI',
     ERR_XML_DETAIL: 'check the snapshot name and description',
