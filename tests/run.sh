@@ -13,6 +13,7 @@
 #   lint         ansible-lint, production profile, on the whole repository (roles, playbooks, demo, galaxy.yml)
 #   changelog    antsibull-changelog lint (fragments and changelog.yaml)
 #   build        ansible-galaxy collection build + install + ansible-doc of each module, inventory plugin and role
+#                + ansible-builder create of execution-environment.yml (the build context checked; no image built)
 #   integration  python3 -m pytest tests/integration (real libvirtd + QEMU from the lab), on two stacks:
 #                bookworm: this machine's libvirtd (Debian 12, libvirt 9.0): every test;
 #                trixie: Debian 13's libvirtd (11.3) in the lab's cached chroot: every test but
@@ -318,6 +319,33 @@ stage_changelog() {
     echo "changelog fragments and changelogs/changelog.yaml are valid"
 }
 
+# The execution environment (execution-environment.yml): ansible-builder create writes the build context (no
+# container engine here, so no build), which must name the base image and hold the collection with its
+# requirements.txt, bindep.txt and meta/execution-environment.yml; builder's own introspection, run on the
+# collection installed from the tarball, must find those dependencies as the builder stage of an image would.
+check_ee() {  # check_ee WORK: WORK/collections holds the installed tarball
+    local ctx=$1/ee-context base file
+    [[ -f execution-environment.yml ]] || return 0
+    echo "--- ansible-builder create -f execution-environment.yml"
+    ansible-builder create -f execution-environment.yml --context "$ctx" --output-filename Containerfile || return 1
+    base=$("$PYTHON" -c 'import yaml; print(yaml.safe_load(open("execution-environment.yml"))["images"]["base_image"]["name"])')
+    grep -qxF "ARG EE_BASE_IMAGE=\"$base\"" "$ctx/Containerfile" || { echo "Containerfile does not name $base" >&2; return 1; }
+    for file in galaxy.yml requirements.txt bindep.txt meta/execution-environment.yml meta/runtime.yml plugins/modules/snapshot.py; do
+        cmp "$file" "$ctx/_build/kvm_snapshots/$file" || { echo "_build/kvm_snapshots/$file differs or is missing" >&2; return 1; }
+    done
+    grep -qF '/build/kvm_snapshots' "$ctx/_build/requirements.yml" || { echo "_build/requirements.yml does not install the collection" >&2; return 1; }
+    "$PYTHON" "$ctx/_build/scripts/introspect.py" introspect "$1/collections" \
+        --write-pip "$1/ee-pip.txt" --write-bindep "$1/ee-bindep.txt" >/dev/null || return 1
+    if ! { grep -q '^libvirt-python.*# from collection kvm.snapshots' "$1/ee-pip.txt" &&
+        grep -q '^libvirt-devel \[compile platform:rpm\].*# from collection kvm.snapshots' "$1/ee-bindep.txt" &&
+        grep -q '^libvirt-libs \[platform:rpm\].*# from collection kvm.snapshots' "$1/ee-bindep.txt"; }; then
+        echo "introspection of the installed collection misses its dependencies:" >&2
+        cat "$1"/ee-*.txt >&2
+        return 1
+    fi
+    echo "build context: Containerfile FROM $base; the collection, its requirements.txt and bindep.txt in _build; introspection finds them"
+}
+
 stage_build() {
     local work tarball module role plugin found=0 rc=0
     new_tmp build
@@ -363,6 +391,7 @@ stage_build() {
         }
         head -n 3 "$work/doc.txt"
     done
+    check_ee "$work" || rc=1
     ((found == 1)) || echo "run.sh: no module or role to document yet"
     return "$rc"
 }
