@@ -10,9 +10,20 @@ module: snapshot_prune
 short_description: Delete old snapshots of libvirt domains that match a pattern
 version_added: 0.1.0
 description:
-  - Retention for snapshots. Of the snapshots whose name matches O(match), keeps the newest O(keep_last)
+  - Retention for snapshots. Of the snapshots whose name matches O(match), keeps those that a keep rule keeps
     and deletes the others, or only those of them older than O(older_than).
-  - A snapshot whose name does not match O(match) is never touched.
+  - The keep rules are O(keep_last) (the newest N) and the tiers O(keep_hourly), O(keep_daily), O(keep_weekly),
+    O(keep_monthly) and O(keep_yearly) (the newest snapshot of each of the last N hours, days, weeks, months or
+    years that have one, as restic's C(forget --keep-*) and Sanoid's tiers).
+  - How they combine. Each rule looks at all the matching snapshots on its own; the keeps are a union. A matching
+    snapshot is deleted only if no keep rule keeps it and, when O(older_than) is set, it is older than that.
+    So O(older_than) only narrows the deletions, and a snapshot that a keep rule keeps stays whatever its age.
+  - Tier periods are UTC hours, days, ISO weeks (Monday to Sunday), months and years, taken from the creation
+    time libvirt recorded for each snapshot. UTC, not the local time zone, so that the same snapshots give the
+    same result wherever the module runs (the hypervisor, or a controller in another time zone) and every day
+    has 24 hours (no daylight saving time).
+  - A snapshot whose name does not match O(match) is never touched, and counts for no rule.
+  - RV(kept) says which rules keep each survivor, RV(deleted) why each snapshot goes (or would go, in check mode).
   - Snapshots are deleted one at a time, oldest first, without their children; libvirt attaches the children
     of a deleted snapshot to its parent, so snapshots taken after a pruned one survive.
   - Acts on one domain (O(domain)) or on many in one run (O(domains), batch mode).
@@ -27,7 +38,8 @@ attributes:
   check_mode:
     description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
-    details: Reports in RV(deleted) what would be deleted; nothing is deleted.
+    details: Reports in RV(deleted) what would be deleted and why, in RV(kept) which rules keep the others;
+      nothing is deleted.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
@@ -49,16 +61,49 @@ options:
   keep_last:
     description:
       - Keep the newest O(keep_last) matching snapshots (by creation time), whatever their age.
-      - V(0) keeps none of them for their rank (O(older_than) still applies).
-      - At least one of O(keep_last) and O(older_than) is required.
+      - V(0) keeps none of them for their rank (the other rules still apply).
+      - At least one of O(keep_last), O(keep_hourly), O(keep_daily), O(keep_weekly), O(keep_monthly),
+        O(keep_yearly) and O(older_than) is required.
+    type: int
+  keep_hourly:
+    description:
+      - Keep the newest matching snapshot of each of the last O(keep_hourly) hours (UTC) that have one.
+      - Hours without a matching snapshot are skipped, so with snapshots every 4 hours, V(24) keeps 24 of them
+        (four days back).
+      - V(0) keeps none for this rule.
+    type: int
+  keep_daily:
+    description:
+      - Keep the newest matching snapshot of each of the last O(keep_daily) days (UTC) that have one.
+      - Days without a matching snapshot are skipped, not counted.
+      - V(0) keeps none for this rule.
+    type: int
+  keep_weekly:
+    description:
+      - Keep the newest matching snapshot of each of the last O(keep_weekly) ISO weeks (Monday to Sunday, UTC)
+        that have one.
+      - Weeks without a matching snapshot are skipped, not counted.
+      - V(0) keeps none for this rule.
+    type: int
+  keep_monthly:
+    description:
+      - Keep the newest matching snapshot of each of the last O(keep_monthly) calendar months (UTC) that have one.
+      - Months without a matching snapshot are skipped, not counted.
+      - V(0) keeps none for this rule.
+    type: int
+  keep_yearly:
+    description:
+      - Keep the newest matching snapshot of each of the last O(keep_yearly) calendar years (UTC) that have one.
+      - Years without a matching snapshot are skipped, not counted.
+      - V(0) keeps none for this rule.
     type: int
   older_than:
     description:
-      - Delete only matching snapshots older than this, of those that O(keep_last) does not keep.
+      - Delete only matching snapshots older than this, of those that no keep rule keeps.
       - A duration such as V(12h), V(7d), V(1d12h), V(2w) or V(90m), or a number of seconds (ASCII digits), at most
         1000 years.
-      - Left out, every matching snapshot that O(keep_last) does not keep is deleted.
-      - At least one of O(keep_last) and O(older_than) is required.
+      - Left out, every matching snapshot that no keep rule keeps is deleted.
+      - A snapshot of unknown creation time is never older than this.
     type: str
 notes:
   - A snapshot that another run deleted while this one was working is not an error.
@@ -66,6 +111,8 @@ notes:
     C(\\) fails before anything is deleted (libvirt 9.0 would hand the name to QEMU's monitor unescaped, and
     QEMU would delete another snapshot, or none). Prune it with the domain shut off, or narrow O(match).
   - When the current snapshot is deleted, libvirt makes its parent the current one.
+  - Age ranks by creation time; two snapshots made in the same second rank the child after its parent. A
+    snapshot of unknown creation time ranks oldest and is in no tier period.
   - Deleting an external (disk-only) snapshot merges its overlay back, which takes time in proportion
     to the data written since.
 seealso:
@@ -101,6 +148,28 @@ EXAMPLES = r'''
     keep_last: 3
   check_mode: true
   register: would_prune
+
+- name: Keep 24 hourly, 7 daily, 4 weekly and 6 monthly auto snapshots of every VM, and the newest 3 whatever
+  kvm.snapshots.snapshot_prune:
+    domains:
+      - '*'
+    match: auto-*
+    keep_last: 3
+    keep_hourly: 24
+    keep_daily: 7
+    keep_weekly: 4
+    keep_monthly: 6
+  check_mode: true
+  register: tiers
+
+- name: Say which rules keep each snapshot and why the others would go
+  ansible.builtin.debug:
+    msg:
+      - "{{ item.domain }} keeps {{ item.kept | map(attribute='name') | zip(item.kept | map(attribute='rules')) }}"
+      - "{{ item.domain }} would delete {{ item.deleted | items2dict(key_name='name', value_name='reason') }}"
+  loop: "{{ tiers.results }}"
+  loop_control:
+    label: "{{ item.domain }}"
 '''
 
 RETURN = r'''
@@ -112,25 +181,64 @@ domain:
 deleted:
   description:
     - The matching snapshots deleted (in check mode, that would be deleted), oldest first, with their
-      creation time (ISO 8601, UTC).
+      creation time (ISO 8601, UTC) and the reason they go.
   returned: when O(domain) is given
   type: list
   elements: dict
+  contains:
+    name:
+      description: The name of the snapshot.
+      type: str
+    creation_time:
+      description: When it was taken (ISO 8601, UTC), or null if libvirt recorded no time.
+      type: str
+    reason:
+      description:
+        - Why no rule keeps it, one part a rule separated by C(; ), such as C(older than 7d),
+          C(not among the newest 3 (keep_last)), C(a newer snapshot is kept for day 2026-11-20 (keep_daily)),
+          C(week 2026-W40 is older than the last 4 weeks that have one (keep_weekly)).
+        - Periods are written C(2026-11-20T14Z) (hour), C(2026-11-20) (day), C(2026-W47) (ISO week), C(2026-11)
+          (month) and C(2026) (year), in UTC.
+      type: str
   sample:
-    - name: nightly-2026-11-20
-      creation_time: '2026-11-20T02:00:00Z'
-    - name: nightly-2026-11-21
-      creation_time: '2026-11-21T02:00:00Z'
+    - name: nightly-2026-11-22
+      creation_time: '2026-11-22T02:00:00Z'
+      reason: not among the newest 2 (keep_last); day 2026-11-22 is older than the last 3 days that have one (keep_daily)
+    - name: nightly-2026-11-23-early
+      creation_time: '2026-11-23T01:00:00Z'
+      reason: not among the newest 2 (keep_last); a newer snapshot is kept for day 2026-11-23 (keep_daily)
 kept:
-  description: The matching snapshots kept, oldest first, with their creation time (ISO 8601, UTC).
+  description:
+    - The matching snapshots kept, oldest first, with their creation time (ISO 8601, UTC) and the rules that
+      keep them.
   returned: when O(domain) is given
   type: list
   elements: dict
+  contains:
+    name:
+      description: The name of the snapshot.
+      type: str
+    creation_time:
+      description: When it was taken (ISO 8601, UTC), or null if libvirt recorded no time.
+      type: str
+    rules:
+      description:
+        - Every option that keeps it, in this order; C(keep_last), C(keep_hourly), C(keep_daily), C(keep_weekly),
+          C(keep_monthly), C(keep_yearly), C(older_than).
+        - C(older_than) keeps a snapshot that is not older than O(older_than) (or whose creation time is unknown).
+        - Never empty.
+      type: list
+      elements: str
   sample:
+    - name: nightly-2026-11-23
+      creation_time: '2026-11-23T02:00:00Z'
+      rules: [keep_daily]
     - name: nightly-2026-11-24
       creation_time: '2026-11-24T02:00:00Z'
+      rules: [keep_daily]
     - name: nightly-2026-11-25
       creation_time: '2026-11-25T02:00:00Z'
+      rules: [keep_last, keep_daily]
 results:
   description:
     - Batch mode, one entry a domain, in the order the domains were resolved, with the keys C(domain),
@@ -143,8 +251,8 @@ results:
     - domain: web-1
       changed: true
       failed: false
-      deleted: [{name: nightly-2026-11-20, creation_time: '2026-11-20T02:00:00Z'}]
-      kept: [{name: nightly-2026-11-25, creation_time: '2026-11-25T02:00:00Z'}]
+      deleted: [{name: nightly-2026-11-20, creation_time: '2026-11-20T02:00:00Z', reason: not among the newest 1 (keep_last)}]
+      kept: [{name: nightly-2026-11-25, creation_time: '2026-11-25T02:00:00Z', rules: [keep_last]}]
     - domain: web-2
       changed: false
       failed: true
@@ -157,7 +265,6 @@ unmatched:
   sample: ['db-*']
 '''
 
-import fnmatch
 import time
 import typing as t
 
@@ -174,6 +281,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     SnapshotError,
     describe,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._retention import KEEP_OPTIONS, Decision, Policy, plan
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     check_monitor_names,
     delete_snapshot,
@@ -190,25 +298,35 @@ def read_snapshots(dom: t.Any) -> list[dict[str, t.Any]]:
                             domain=dom.name()) from None
 
 
-def brief(snap: dict[str, t.Any]) -> dict[str, t.Any]:
-    return {'name': snap['name'], 'creation_time': snap['creation_time']}
+def brief(decision: Decision) -> dict[str, t.Any]:
+    """A snapshot as RV(deleted) (with its reason) or RV(kept) (with the rules that keep it) list it."""
+    snap = decision.snapshot
+    item: dict[str, t.Any] = {'name': snap['name'], 'creation_time': snap['creation_time']}
+    if decision.rules:
+        item['rules'] = list(decision.rules)
+    else:
+        item['reason'] = decision.reason
+    return item
 
 
 class PruneManager:
-    """Applies the retention rule to the matching snapshots of each domain."""
+    """Applies the retention rules to the matching snapshots of each domain."""
 
     def __init__(self, client: AnsibleLibvirtModule) -> None:
         self.client = client
         self.params = client.params
-        self.match: str = self.params['match']
-        if not self.match:
+        match: str = self.params['match']
+        if not match:
             raise SnapshotError('match must not be empty; use "*" to prune every snapshot.')
-        self.keep_last: int | None = self.params['keep_last']
-        if self.keep_last is not None and self.keep_last < 0:
-            raise SnapshotError(f'keep_last must be 0 or more, not {self.keep_last}.')
-        self.cutoff: float | None = None
+        keep = {option: self.params[option] for option in KEEP_OPTIONS if self.params[option] is not None}
+        for option, count in keep.items():
+            if count < 0:
+                raise SnapshotError(f'{option} must be 0 or more, not {count}.')
+        cutoff: float | None = None
         if self.params['older_than'] is not None:
-            self.cutoff = time.time() - parse_duration(self.params['older_than'])
+            cutoff = time.time() - parse_duration(self.params['older_than'])
+        self.policy = Policy(match=match, keep=keep, cutoff=cutoff,
+                             older_than=str(self.params['older_than']).strip() if cutoff is not None else None)
 
     def run(self) -> dict[str, t.Any]:
         if self.params['domain'] is not None:
@@ -219,39 +337,19 @@ class PruneManager:
             return with_diff(self.client, result, {result['domain']: before}, {result['domain']: after})
         return run_batch(self.client, self.prune)
 
-    def plan(self, snapshots: list[dict[str, t.Any]]) -> tuple[list[dict[str, t.Any]], list[dict[str, t.Any]]]:
-        """The matching snapshots to delete and to keep, both oldest first.
-
-        Age ranks by creation time; within the same second, a snapshot after its ancestors
-        (``snapshots`` is in parent-before-child order).
-        """
-        rank = {s['name']: (s['creation_time_epoch'] or 0, i) for i, s in enumerate(snapshots)}
-        matching = [s for s in snapshots if fnmatch.fnmatchcase(s['name'], self.match)]
-        newest_first = sorted(matching, key=lambda s: rank[s['name']], reverse=True)
-        candidates = newest_first[self.keep_last:] if self.keep_last is not None else newest_first
-        if self.cutoff is not None:
-            # a snapshot of unknown age is never old enough
-            candidates = [s for s in candidates
-                          if s['creation_time_epoch'] is not None and s['creation_time_epoch'] < self.cutoff]
-        doomed = {s['name'] for s in candidates}
-
-        def oldest_first(items: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
-            return sorted(items, key=lambda s: rank[s['name']])
-
-        return oldest_first(candidates), oldest_first([s for s in matching if s['name'] not in doomed])
-
     def prune(self, domain: str) -> dict[str, t.Any]:
         """Prune one domain. A refused deletion comes back as a failed result that lists what was deleted before it."""
         dom = self.client.lookup_domain(domain)
         snapshots = read_snapshots(dom)
-        to_delete, to_keep = self.plan(snapshots)
+        to_delete, to_keep = plan(snapshots, self.policy)
         deleted: list[dict[str, t.Any]] = []
         gone: set[str] = set()
         failure = None
         if to_delete:
             try:
                 # before any deletion: a name QEMU's monitor would misread fails the domain with nothing deleted
-                check_monitor_names(dom, [s['name'] for s in to_delete if s['location'] == 'internal'], 'prune')
+                check_monitor_names(dom, [d.snapshot['name'] for d in to_delete
+                                          if d.snapshot['location'] == 'internal'], 'prune')
                 with job_slot(self.client, f'Pruning the snapshots of domain "{domain}"'):
                     failure = self._delete_each(dom, to_delete, deleted, gone)
             except SnapshotError as exc:  # refused, or no turn under hypervisor_jobs: nothing was deleted
@@ -269,11 +367,12 @@ class PruneManager:
             result.update(failed=True, msg=failure)
         return result
 
-    def _delete_each(self, dom: t.Any, to_delete: list[dict[str, t.Any]], deleted: list[dict[str, t.Any]],
+    def _delete_each(self, dom: t.Any, to_delete: list[Decision], deleted: list[dict[str, t.Any]],
                      gone: set[str]) -> str | None:
         """Delete the snapshots in order (check mode: only count them), adding to ``deleted`` and ``gone``;
         stops at the first refusal and returns its message, which lists what was deleted before it."""
-        for snap in to_delete:
+        for decision in to_delete:
+            snap = decision.snapshot
             if not self.client.check_mode:
                 try:
                     if not delete_snapshot(dom, snap['name'], self.params['busy_timeout']):
@@ -284,7 +383,7 @@ class PruneManager:
                         return (f'{exc.msg} (deleted before that: {", ".join(d["name"] for d in deleted)};'
                                 ' a re-run continues from here)')
                     return exc.msg
-            deleted.append(brief(snap))
+            deleted.append(brief(decision))
             gone.add(snap['name'])
         return None
 
@@ -295,10 +394,15 @@ def main() -> None:
         **JOBS_ARGUMENT_SPEC,
         match={'type': 'str', 'required': True},
         keep_last={'type': 'int'},
+        keep_hourly={'type': 'int'},
+        keep_daily={'type': 'int'},
+        keep_weekly={'type': 'int'},
+        keep_monthly={'type': 'int'},
+        keep_yearly={'type': 'int'},
         older_than={'type': 'str'},
     )
     kwargs = dict(BATCH_MODULE_KWARGS)
-    kwargs['required_one_of'] = [*BATCH_MODULE_KWARGS['required_one_of'], ('keep_last', 'older_than')]
+    kwargs['required_one_of'] = [*BATCH_MODULE_KWARGS['required_one_of'], (*KEEP_OPTIONS, 'older_than')]
     client = AnsibleLibvirtModule(argument_spec, supports_check_mode=True, **kwargs)
     try:
         result = PruneManager(client).run()

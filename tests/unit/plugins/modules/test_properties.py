@@ -79,7 +79,8 @@ MODULES = {
     'snapshot_revert': (snapshot_revert, JOBS + ['domain', 'name', 'state_after', 'force', 'safety_snapshot',
                                                  'safety_description'],
                         {'name': 'base', 'safety_snapshot': 'prop-safety'}),
-    'snapshot_prune': (snapshot_prune, BATCH + JOBS + ['match', 'keep_last', 'older_than'],
+    'snapshot_prune': (snapshot_prune, BATCH + JOBS + ['match', 'keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly',
+                                                       'keep_monthly', 'keep_yearly', 'older_than'],
                        {'match': 'p-*', 'keep_last': 1}),
 }
 CASES = [(key, option) for key, (_mod, options, _base) in MODULES.items() for option in COMMON + options]

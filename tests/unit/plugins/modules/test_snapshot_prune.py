@@ -9,6 +9,7 @@ now, so ages are known without waiting.
 
 from __future__ import annotations
 
+import calendar
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -194,8 +195,10 @@ def test_bad_duration_fails_and_deletes_nothing(run_failing, history_domain, old
 
 
 @pytest.mark.parametrize('args, message', [
-    ({'match': '*'}, 'one of the following is required: keep_last, older_than'),
+    ({'match': '*'}, 'one of the following is required: keep_last, keep_hourly, keep_daily, keep_weekly, '
+                     'keep_monthly, keep_yearly, older_than'),
     ({'match': '*', 'keep_last': -1}, 'keep_last must be 0 or more, not -1'),
+    ({'match': '*', 'keep_daily': 3, 'keep_weekly': -2}, 'keep_weekly must be 0 or more, not -2'),
     ({'match': '', 'keep_last': 1}, 'match must not be empty'),
 ])
 def test_bad_options_fail_and_delete_nothing(run_failing, history_domain, args, message):
@@ -300,3 +303,107 @@ def test_batch_check_diff_then_real(run_module, batch):
     again = run_module(snapshot_prune, args)
     assert again['changed'] is False
     assert all(r['deleted'] == [] for r in again['results'])
+
+
+# tiers: creation times on fixed UTC dates (the periods do not depend on now)
+
+def utc(text):
+    return calendar.timegm(time.strptime(text, '%Y-%m-%dT%H:%M:%S'))
+
+
+# parent before child, oldest first; manual-* never matches auto-*
+TIERED = [
+    ('auto-2025-06', '2025-06-15T12:00:00'),
+    ('auto-2025-12', '2025-12-31T23:00:00'),
+    ('auto-10-10', '2026-10-10T08:00:00'),
+    ('manual-1', '2026-11-15T00:00:00'),
+    ('auto-11-16', '2026-11-16T09:00:00'),
+    ('auto-11-20', '2026-11-20T10:00:00'),
+    ('auto-11-22', '2026-11-22T10:00:00'),
+    ('auto-11-23-0800', '2026-11-23T08:00:00'),
+    ('auto-11-23-0830', '2026-11-23T08:30:00'),
+    ('manual-2', '2026-11-23T08:45:00'),
+    ('auto-11-23-0915', '2026-11-23T09:15:00'),
+]
+TIER_ARGS = {'match': 'auto-*', 'keep_last': 1, 'keep_hourly': 2, 'keep_daily': 3, 'keep_weekly': 2,
+             'keep_monthly': 3, 'keep_yearly': 2}
+TIER_KEPT = [
+    {'name': 'auto-2025-12', 'creation_time': '2025-12-31T23:00:00Z', 'rules': ['keep_monthly', 'keep_yearly']},
+    {'name': 'auto-10-10', 'creation_time': '2026-10-10T08:00:00Z', 'rules': ['keep_monthly']},
+    {'name': 'auto-11-20', 'creation_time': '2026-11-20T10:00:00Z', 'rules': ['keep_daily']},
+    {'name': 'auto-11-22', 'creation_time': '2026-11-22T10:00:00Z', 'rules': ['keep_daily', 'keep_weekly']},
+    {'name': 'auto-11-23-0830', 'creation_time': '2026-11-23T08:30:00Z', 'rules': ['keep_hourly']},
+    {'name': 'auto-11-23-0915', 'creation_time': '2026-11-23T09:15:00Z',
+     'rules': ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly']},
+]
+TIER_DELETED = ['auto-2025-06', 'auto-11-16', 'auto-11-23-0800']
+
+
+@pytest.fixture
+def tiered_domain(make_domain, add_snapshot):
+    dom = make_domain('shutoff', prefix='prune')
+    parent = None
+    for i, (name, when) in enumerate(TIERED):
+        add_snapshot(dom, name, utc(when), parent=parent, current=i == len(TIERED) - 1)
+        parent = name
+    return dom
+
+
+def test_tiers_check_mode_says_why_then_real_run_deletes_that(run_module, tiered_domain):
+    args = {'domain': tiered_domain.name(), **TIER_ARGS}
+    predicted = run_module(snapshot_prune, args, check=True, diff=True)
+
+    assert predicted['changed'] is True
+    assert predicted['kept'] == TIER_KEPT
+    assert deleted_names(predicted) == TIER_DELETED
+    assert predicted['deleted'][0] == {
+        'name': 'auto-2025-06', 'creation_time': '2025-06-15T12:00:00Z',
+        'reason': 'not among the newest 1 (keep_last); '
+                  'hour 2025-06-15T12Z is older than the last 2 hours that have one (keep_hourly); '
+                  'day 2025-06-15 is older than the last 3 days that have one (keep_daily); '
+                  'week 2025-W24 is older than the last 2 weeks that have one (keep_weekly); '
+                  'month 2025-06 is older than the last 3 months that have one (keep_monthly); '
+                  'a newer snapshot is kept for year 2025 (keep_yearly)'}
+    assert len(names(tiered_domain)) == len(TIERED)  # check mode deleted nothing
+
+    real = run_module(snapshot_prune, args, diff=True)
+    assert real['deleted'] == predicted['deleted'] and real['kept'] == predicted['kept']
+    assert real['diff'] == predicted['diff']
+    survivors = sorted([k['name'] for k in TIER_KEPT] + ['manual-1', 'manual-2'])
+    assert names(tiered_domain) == survivors
+    assert real['diff']['after'][tiered_domain.name()] == [n for n, _when in TIERED if n not in TIER_DELETED]
+
+    again = run_module(snapshot_prune, args)
+    assert again['changed'] is False and again['deleted'] == []
+    assert again['kept'] == TIER_KEPT
+    assert names(tiered_domain) == survivors
+
+
+def test_tiers_with_older_than(run_module, tiered_domain):
+    # everything here is older than 1 day: older_than keeps nothing, the tiers keep what they keep
+    result = run_module(snapshot_prune, {'domain': tiered_domain.name(), 'match': 'auto-*', 'keep_daily': 1,
+                                         'older_than': '1d'}, check=True)
+    assert kept_names(result) == ['auto-11-23-0915']
+    assert result['kept'][0]['rules'] == ['keep_daily']
+    assert all(d['reason'].startswith('older than 1d; ') for d in result['deleted'])
+    # older_than longer than their age: it keeps them all
+    spared = run_module(snapshot_prune, {'domain': tiered_domain.name(), 'match': 'auto-*', 'keep_daily': 0,
+                                         'older_than': f'{NOW - utc("2025-01-01T00:00:00")}'}, check=True)
+    assert spared['changed'] is False and spared['deleted'] == []
+    assert {tuple(k['rules']) for k in spared['kept']} == {('older_than',)}
+
+
+def test_tiers_in_batch_mode(run_module, make_domain, add_snapshot):
+    prefix = f'prunetier-{uuid.uuid4().hex[:6]}'
+    doms = sorted((make_domain('shutoff', prefix=prefix) for count in range(2)), key=lambda d: d.name())
+    for dom in doms:
+        parent = None
+        for name, when in TIERED:
+            add_snapshot(dom, name, utc(when), parent=parent)
+            parent = name
+    result = run_module(snapshot_prune, {'domains': [f'{prefix}-*'], **TIER_ARGS})
+    assert [r['domain'] for r in result['results']] == [d.name() for d in doms]
+    for res, dom in zip(result['results'], doms):
+        assert res['kept'] == TIER_KEPT
+        assert deleted_names(res) == TIER_DELETED and all(d['reason'] for d in res['deleted'])
+        assert names(dom) == sorted([k['name'] for k in TIER_KEPT] + ['manual-1', 'manual-2'])
