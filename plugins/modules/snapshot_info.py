@@ -20,6 +20,10 @@ description:
     qcow2 image it covers, and that the images hold no snapshot libvirt does not list (RV(snapshots[].consistent),
     RV(domains) C(image_only)); a mismatch is also a warning. The table is read from the image's header,
     read-only, also while the domain runs.
+  - Also returns what the snapshots hold on disk (RV(snapshots[].size_bytes) and its parts), the virtual and allocated
+    size of each disk, and the free and total space of each storage the domain's files live on
+    (RV(domains) C(storage)). Nothing is written or locked to read them, so a running guest is not disturbed; the
+    collection's docs/sizes.md says what each number means and how exact it is.
 author:
   - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
@@ -47,8 +51,8 @@ options:
     type: str
   domains:
     description:
-      - Read only these domains (exact libvirt names, no globs), in one run: what a play over many guests of one
-        hypervisor reads instead of one task per guest, or instead of every domain of the hypervisor.
+      - Read only these domains (exact libvirt names, no globs), in one run. A play over many guests of one
+        hypervisor reads them so instead of one task per guest, or instead of every domain of the hypervisor.
       - A domain that does not exist, or cannot be read, does not fail the task; it is left out of RV(domains) and
         RV(snapshots), and RV(errors) holds its message.
     type: list
@@ -65,6 +69,12 @@ notes:
   - The free space under a disk (C(free_bytes) in RV(domains)) is read from the file system of the machine the module
     runs on, so only with a local O(uri) (V(qemu:///system), or a host name of V(localhost)); through a remote URI
     libvirt does not tell it, and it is V(null).
+  - Sizes that cannot be read (an image or file that is gone or unreadable, a file outside any storage pool through a
+    remote O(uri)) are V(null); an image or disk that cannot be read is also a warning, never a failure, so that one
+    broken domain does not hide the others.
+  - Through a remote O(uri), the VM state size of internal snapshots is V(null) (it is read from the image's header,
+    which only a local O(uri) can reach), and the sizes of memory and overlay files are read from the storage pool
+    that holds them (V(null) for a file in no pool, or one the pool has not listed yet); storage is a pool then.
 seealso:
   - module: kvm.snapshots.snapshot
   - module: kvm.snapshots.snapshot_revert
@@ -110,6 +120,15 @@ EXAMPLES = r'''
     uri: qemu+ssh://root@hv1.example.com/system?keyfile=/home/ops/.ssh/id_ed25519&no_tty=1
   delegate_to: localhost
   register: web1_info
+
+- name: Show what the snapshots of every VM hold and the space left under them
+  ansible.builtin.debug:
+    msg: >-
+      {{ item.key }}: snapshots {{ item.value.snapshot_bytes | human_readable }};
+      {{ item.value.storage | map(attribute='path') | zip(item.value.storage | map(attribute='free_bytes')) }}
+  loop: "{{ hv1_snapshots.domains | dict2items }}"
+  loop_control:
+    label: "{{ item.key }}"
 
 - name: Fail when a disk of web1 cannot take an internal snapshot
   ansible.builtin.assert:
@@ -233,6 +252,47 @@ snapshots:
       type: bool
       returned: always
       sample: true
+    memory_bytes:
+      description:
+        - The memory (VM state) the snapshot holds, in bytes.
+        - For an internal snapshot with memory, the VM state size QEMU recorded in the snapshot table of the qcow2
+          image(s), summed over the domain's disks (QEMU saves it in one of them); exact, as C(qemu-img info)
+          shows it in C(vm-state-size).
+        - For an external snapshot with memory, the bytes allocated to the memory file (C(st_blocks) times 512 with a
+          local O(uri), the storage volume's allocation through a remote one).
+        - V(null) for a snapshot without memory, or when it cannot be read (remote O(uri) for an internal snapshot,
+          an image or file that cannot be read).
+      type: int
+      returned: always
+      sample: 287309824
+    overlay_bytes:
+      description:
+        - For an external snapshot, the bytes allocated to its overlay files (RV(snapshots[].disks[].file)), summed.
+          An overlay holds what was written after the snapshot, so the newest one grows while the domain runs.
+        - V(null) for an internal snapshot, or when one of the overlays cannot be read.
+      type: int
+      returned: always
+      sample: 10747904
+    size_bytes:
+      description:
+        - What the snapshot holds on disk, as far as it can be known cheaply, in bytes.
+        - External snapshot, the memory file and the overlays (the parts that could be read).
+        - Internal snapshot, its VM state only (V(0) for one without memory); the disk clusters only this snapshot
+          still references are not counted (finding them means reading every refcount of the image), so this is a
+          lower bound. V(null) when the VM state size cannot be read.
+      type: int
+      returned: always
+      sample: 287309824
+    size_exact:
+      description:
+        - Whether RV(snapshots[].size_bytes) is the exact number of bytes the snapshot's files take.
+        - V(true) for an external snapshot whose memory file and overlays could all be read (exact when read; a
+          running domain keeps writing into its newest overlay).
+        - V(false) for an internal snapshot (a lower bound, see RV(snapshots[].size_bytes)) and for an external one
+          with a part that could not be read.
+      type: bool
+      returned: always
+      sample: false
   sample:
     - name: base
       domain: web1
@@ -247,6 +307,11 @@ snapshots:
       memory: 'no'
       memory_file: null
       disks: [{name: vda, snapshot: internal, file: null, backing_file: null}]
+      consistent: true
+      memory_bytes: null
+      overlay_bytes: null
+      size_bytes: 0
+      size_exact: false
     - name: pre-upgrade
       domain: web1
       description: Before the kernel upgrade of ticket OPS-1234
@@ -260,6 +325,11 @@ snapshots:
       memory: internal
       memory_file: null
       disks: [{name: vda, snapshot: internal, file: null, backing_file: null}]
+      consistent: true
+      memory_bytes: 287309824
+      overlay_bytes: null
+      size_bytes: 287309824
+      size_exact: false
 current:
   description: The name of the current snapshot of O(domain); V(null) when it has none.
   returned: when O(domain) is given
@@ -352,6 +422,52 @@ domains:
       elements: str
       returned: always
       sample: []
+    snapshot_bytes:
+      description:
+        - The sum of RV(snapshots[].size_bytes) of the domain's snapshots (those known; a lower bound when one is
+          not exact or not known).
+      type: int
+      returned: always
+      sample: 287309824
+    storage:
+      description:
+        - One entry per file system (local O(uri)) or storage pool (remote O(uri)) that holds a file of the domain
+          (its disks, the overlays and backing files of its snapshots, their memory files), ordered by path.
+        - Through a remote O(uri), a file in no storage pool gets an entry for its directory with V(null) space.
+      type: list
+      elements: dict
+      returned: always
+      contains:
+        path:
+          description:
+            - The mount point of the file system (local O(uri)), the target path of the storage pool (remote
+              O(uri)), or the file's directory when neither can be told.
+          type: str
+          returned: always
+          sample: /var/lib/libvirt/images
+        pool:
+          description: The name of the storage pool; V(null) for a file system read locally, or when none holds the file.
+          type: str
+          returned: always
+          sample: null
+        free_bytes:
+          description:
+            - Bytes free, for unprivileged users (C(df)'s C(Avail)) or the pool's available bytes; V(null) when unknown.
+          type: int
+          returned: always
+          sample: 53687091200
+        total_bytes:
+          description: The size of the file system or the pool's capacity in bytes; V(null) when unknown.
+          type: int
+          returned: always
+          sample: 107374182400
+        snapshot_bytes:
+          description:
+            - The bytes of the domain's snapshots held by files on this storage (the parts of
+              RV(snapshots[].size_bytes) by the file that holds them).
+          type: int
+          returned: always
+          sample: 287309824
     disks:
       description:
         - The disks a snapshot can cover (not CD-ROMs, not read-only disks), in the order of the domain XML.
@@ -394,6 +510,22 @@ domains:
           type: int
           returned: always
           sample: 53687091200
+        allocation_bytes:
+          description:
+            - Bytes the disk's image takes on its storage, as libvirt's block info (C(virsh domblkinfo)) tells it;
+              for a qcow2 file the allocated bytes of the file (C(qemu-img info)'s C(actual-size)), read from QEMU
+              while the domain runs. Only the image itself, not its backing files.
+            - V(null) when libvirt cannot tell it (a warning says why) or the drive is empty.
+          type: int
+          returned: always
+          sample: 2147745792
+        capacity_bytes:
+          description:
+            - The virtual size of the disk (what the guest sees), as libvirt's block info tells it; V(null) when
+              unknown.
+          type: int
+          returned: always
+          sample: 21474836480
   sample:
     web1:
       current: pre-upgrade
@@ -404,6 +536,11 @@ domains:
       state: running
       memory_mib: 2048
       agent_channel: true
+      image_only: []
+      snapshot_bytes: 287309824
+      storage:
+        - {path: /var/lib/libvirt/images, pool: null, free_bytes: 53687091200, total_bytes: 107374182400,
+           snapshot_bytes: 287309824}
       disks:
         - name: vda
           type: file
@@ -411,6 +548,8 @@ domains:
           file: /var/lib/libvirt/images/web1.qcow2
           snapshot: null
           free_bytes: 53687091200
+          allocation_bytes: 2147745792
+          capacity_bytes: 21474836480
     db1:
       current: null
       count: 0
@@ -418,6 +557,11 @@ domains:
       state: shutoff
       memory_mib: 4096
       agent_channel: false
+      image_only: []
+      snapshot_bytes: 0
+      storage:
+        - {path: /var/lib/libvirt/images, pool: null, free_bytes: 53687091200, total_bytes: 107374182400,
+           snapshot_bytes: 0}
       disks:
         - name: vda
           type: file
@@ -425,6 +569,8 @@ domains:
           file: /var/lib/libvirt/images/db1.qcow2
           snapshot: null
           free_bytes: 53687091200
+          allocation_bytes: 1073938432
+          capacity_bytes: 21474836480
 errors:
   description: With O(domains), the message of each domain that does not exist or could not be read, by name.
   returned: when O(domains) is given
