@@ -1,0 +1,155 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The batched snapshot phase of guarded_change.yml (pre_change_batch): one module run per hypervisor.
+
+Four shut-off blank domains are the guests of two inventory hypervisors, hva and hvb (both this machine, local
+connection: two groups to the role, as two real hypervisors would be). A callback plugin written by the test records
+every module run Ansible makes (the task's module, the host it ran for, the host it was delegated to, skipped or not),
+so the test counts the runs of each module, independently of the play's own output. Results are checked with virsh.
+No guest boots.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import typing as t
+
+import pytest
+
+from test_modules_common import snapshot_names
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PLAYBOOKS = REPO / 'playbooks'
+
+# inventory guest -> its hypervisor
+GUESTS = {'a1': 'hva', 'a2': 'hva', 'b1': 'hvb', 'b2': 'hvb'}
+
+RECORDER = '''
+from __future__ import annotations
+import json, os
+from ansible.plugins.callback import CallbackBase
+
+class CallbackModule(CallbackBase):
+    """Writes one JSON line per task result: module, host, delegated host, status."""
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'aggregate'
+    CALLBACK_NAME = 'record_runs'
+    CALLBACK_NEEDS_ENABLED = True
+
+    def _write(self, result, status):
+        task = result._task
+        delegated = (result._result.get('_ansible_delegated_vars') or {}).get('ansible_host')
+        role = task._role.get_name(include_role_fqcn=False) if task._role else None
+        row = {'action': task.action, 'name': task.name, 'role': role, 'host': result._host.get_name(),
+               'delegate_to': task.delegate_to, 'delegated_host': delegated, 'status': status,
+               'domains': (result._result.get('invocation') or {}).get('module_args', {}).get('domains')}
+        with open(os.environ['RECORD_RUNS_FILE'], 'a', encoding='utf-8') as out:
+            out.write(json.dumps(row) + '\\n')
+
+    def v2_runner_on_ok(self, result):
+        self._write(result, 'ok')
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._write(result, 'failed')
+
+    def v2_runner_on_skipped(self, result):
+        self._write(result, 'skipped')
+
+    def v2_runner_on_unreachable(self, result):
+        self._write(result, 'unreachable')
+'''
+
+# The change: fails on the guest named by batch_break, does nothing elsewhere (no connection to the guests needed).
+CHANGE = '''---
+- name: Change nothing, or fail where asked
+  ansible.builtin.fail:
+    msg: the change failed on {{ inventory_hostname }}
+  when: inventory_hostname == batch_break | default('')
+'''
+
+
+@pytest.fixture
+def recorder(ansible_env: dict[str, str], tmp_path: pathlib.Path) -> tuple[dict[str, str], pathlib.Path]:
+    plugins = tmp_path / 'callback_plugins'
+    plugins.mkdir()
+    (plugins / 'record_runs.py').write_text(RECORDER)
+    runs = tmp_path / 'runs.jsonl'
+    env = dict(ansible_env, ANSIBLE_CALLBACK_PLUGINS=str(plugins), ANSIBLE_CALLBACKS_ENABLED='record_runs',
+               RECORD_RUNS_FILE=str(runs))
+    return env, runs
+
+
+def module_runs(path: pathlib.Path, action: str) -> list[dict[str, t.Any]]:
+    """The runs of ``action`` that were not skipped."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r for r in rows if r['action'] == action and r['status'] != 'skipped']
+
+
+def write_inventory(path: pathlib.Path, guests: dict[str, dict[str, t.Any]]) -> str:
+    local = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}
+    inventory = {'all': {'children': {
+        'hypervisors': {'hosts': {'hva': local, 'hvb': local}},
+        'kvm_guests': {'hosts': guests, 'vars': local},
+    }}}
+    path.write_text(json.dumps(inventory, indent=2))
+    return str(path)
+
+
+def test_one_module_run_per_hypervisor_and_each_guest_fails_alone(lab, run_playbook, recorder, tmp_path):
+    """Batch of four guests on two hypervisors: the read, the preflight and the snapshot run once per hypervisor.
+
+    b2's disk image is gone (libvirt still lists the domain): its read and preflight pass, its snapshot fails in
+    hvb's batch run, and b2 alone fails, with its own message; b1 of the same run goes on. a2's change fails:
+    a2 is rolled back to its own pre-change snapshot (the fact the rollback role reads). The others are cleaned up.
+    """
+    env, runs = recorder
+    domains = {guest: lab.blank_domain(f'bp-{guest}', state='shutoff') for guest in GUESTS}
+    try:
+        disk = lab.disk_paths(domains['b2'])[0]
+        pathlib.Path(disk).unlink()
+        inventory = write_inventory(tmp_path / 'fleet.yml', {
+            guest: {'kvm_domain': dom, 'kvm_hypervisor': GUESTS[guest]} for guest, dom in domains.items()})
+        (tmp_path / 'change.yml').write_text(CHANGE)
+        result = run_playbook(PLAYBOOKS / 'guarded_change.yml', inventory=inventory, env=env, expect_rc=2,
+                              extra_vars={'kvm_change_tasks': str(tmp_path / 'change.yml'), 'kvm_change_id': 'bp1',
+                                          'kvm_serial': ['100%'], 'kvm_max_fail_percentage': 50,
+                                          'batch_break': 'a2'})
+        recap = result.recap()
+
+        # per-guest accounting: b2 (snapshot) and a2 (change, rolled back) failed, each alone
+        assert {h for h, r in recap.items() if r['failed']} == {'a2', 'b2'}, recap
+        assert 'The pre-change snapshot pre-change-bp1 of b2 was not taken' in result.stdout, result
+        assert f'Domain "{domains["b2"]}"' in result.stdout or domains['b2'] in result.stdout, result
+
+        # one run of each module per hypervisor, delegated to it, with the domains of its guests
+        for action in ('kvm.snapshots.snapshot_info', 'kvm.snapshots.snapshot'):
+            done = module_runs(runs, action)
+            taking = [r for r in done if r['name'].endswith('one run per hypervisor')]
+            assert taking, done
+            by_task: dict[str, list[dict[str, t.Any]]] = {}
+            for row in taking:
+                by_task.setdefault(row['name'], []).append(row)
+            for rows in by_task.values():
+                assert sorted(r['delegate_to'] for r in rows) == ['hva', 'hvb'], rows
+                for row in rows:
+                    hv_domains = sorted(domains[g] for g, hv in GUESTS.items() if hv == row['delegate_to'])
+                    assert sorted(row['domains']) == hv_domains, row
+        # and no per-guest run of the snapshot module in the pre-change phase
+        pre_change = [r for r in module_runs(runs, 'kvm.snapshots.snapshot') + module_runs(runs, 'kvm.snapshots.snapshot_info')
+                      if r['role'] == 'pre_change']
+        assert len(pre_change) == 6, pre_change  # read, preflight and snapshot, once on each of hva and hvb
+        assert all(r['name'].endswith('one run per hypervisor') for r in pre_change), pre_change
+
+        # checked with virsh: rolled back a2 keeps its pre-change snapshot (and the safety snapshot of the broken
+        # state); b2 has none; the others were cleaned up
+        assert 'pre-change-bp1' in snapshot_names(lab, domains['a2']), snapshot_names(lab, domains['a2'])
+        assert snapshot_names(lab, domains["b2"]) == set()
+        for guest in ('a1', 'b1'):
+            assert snapshot_names(lab, domains[guest]) == set(), guest
+        assert 'rolled back to pre-change-bp1' in result.stdout, result
+    finally:
+        for dom in domains.values():
+            lab.remove(dom)
