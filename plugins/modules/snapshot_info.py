@@ -124,8 +124,8 @@ EXAMPLES = r'''
 - name: Show what the snapshots of every VM hold and the space left under them
   ansible.builtin.debug:
     msg: >-
-      {{ item.key }}: snapshots {{ item.value.snapshot_bytes | human_readable }};
-      {{ item.value.storage | map(attribute='path') | zip(item.value.storage | map(attribute='free_bytes')) }}
+      {{ item.key }}: snapshots hold {{ item.value.snapshot_bytes | human_readable }}, bytes free by storage
+      {{ item.value.storage | items2dict(key_name='path', value_name='free_bytes') }}
   loop: "{{ hv1_snapshots.domains | dict2items }}"
   loop_control:
     label: "{{ item.key }}"
