@@ -133,7 +133,7 @@ def plan(snapshots: list[dict[str, t.Any]], policy: Policy) -> tuple[list[Decisi
                 last = label
             else:
                 misses[name].append(f'{unit} {label} is older than the last {_plural(count, unit)} '
-                                    f'that have one ({option})')
+                                    f'that {"has" if count == 1 else "have"} one ({option})')
 
     if policy.cutoff is not None:
         for snap in newest_first:

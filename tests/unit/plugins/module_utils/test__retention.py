@@ -74,7 +74,9 @@ def test_one_second_apart_across_a_boundary_are_two_periods(option, before, afte
     assert run(snaps, **{option: 2})[:2] == ([], {'s-old': [option], 's-new': [option]})
     deleted, kept, reasons = run(snaps, **{option: 1})
     assert deleted == ['s-old'] and kept == {'s-new': [option]}
-    assert 'is older than the last 1 ' in reasons['s-old']
+    unit = dict(r.TIERS)[option]
+    label = r.period(epoch(before), unit)
+    assert reasons['s-old'] == f'{unit} {label} is older than the last 1 {unit} that has one ({option})'
 
 
 @pytest.mark.parametrize('option, first, last', [
