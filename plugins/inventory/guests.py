@@ -9,7 +9,7 @@ name: guests
 short_description: The guests of a list of libvirt hypervisors, with the kvm.snapshots inventory contract filled in
 version_added: 0.2.0
 description:
-  - Reads the domains of each hypervisor through libvirt (all hypervisors at once, O(parallel) of them at a time) and
+  - Reads the domains of each hypervisor through libvirt, read-only (O(parallel) hypervisors at the same time), and
     adds every domain as a host of group C(kvm_guests), with the variables the collection's roles and playbooks use
     (C(kvm_hypervisor), C(kvm_domain), C(kvm_uri), C(kvm_connection_mode)) and facts to filter on (power state,
     firmware, snapshots).
@@ -131,7 +131,8 @@ hypervisors:
 # web.kvm_guests.yml: the web VMs of 20 hypervisors, named hvNN_web..., cached for an hour
 plugin: kvm.snapshots.guests
 uri_template: qemu+ssh://root@{hypervisor}.example.com/system?no_tty=1
-hypervisors: "{{ range(1, 21) | map('string') | map('regex_replace', '^', 'hv') | list }}"
+hypervisors: [hv01, hv02, hv03, hv04, hv05, hv06, hv07, hv08, hv09, hv10,
+              hv11, hv12, hv13, hv14, hv15, hv16, hv17, hv18, hv19, hv20]
 include: ['web-*']
 exclude: ['*-template']
 hostname: '{hypervisor}_{domain}'
