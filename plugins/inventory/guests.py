@@ -291,9 +291,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if any(h.name == name for h in found):
                 raise AnsibleParserError(f'kvm.snapshots.guests: two hypervisors are named "{name}"; give each its own '
                                          'name (name: in a dictionary entry).')
+            globs = {}
+            for key, default in (('include', include), ('exclude', exclude)):
+                value = entry.get(key)
+                value = [value] if isinstance(value, str) else value
+                if value is not None and not (isinstance(value, list) and all(isinstance(g, str) for g in value)):
+                    raise AnsibleParserError(f'kvm.snapshots.guests: {key} of hypervisor {name} must be a list of '
+                                             'globs of domain names.')
+                globs[key] = tuple(value) if value is not None else default
             found.append(Hypervisor(
-                name=name, uri=uri, local_uri=str(entry.get('local_uri') or local_uri_of(uri)),
-                include=tuple(entry.get('include') or include), exclude=tuple(entry.get('exclude') or exclude)))
+                name=name, uri=uri, local_uri=str(entry.get('local_uri') or local_uri_of(uri)), **globs))
         return found
 
     # -- reading libvirt ----------------------------------------------------------------------------------------

@@ -141,9 +141,9 @@ def test_filters_and_running_only(conn, make_domain, prefix, write_config):
     running = manager(write_config(dict(config, running_only=True), name='running.kvm_guests.yml'))
     assert group_hosts(running, 'kvm_guests') == {d.name() for d in web + [db]}
 
-    # include/exclude of one hypervisor entry instead of the global ones
+    # include/exclude of one hypervisor entry instead of the global ones (one glob: a list of one)
     per_entry = manager(write_config({'hypervisors': [{'name': 'hv1', 'uri': TEST_URI,
-                                                       'include': [f'{prefix}-db-*']}],
+                                                       'include': f'{prefix}-db-*'}],
                                       'include': [f'{prefix}-web-*']}, name='entry.kvm_guests.yml'))
     assert group_hosts(per_entry, 'kvm_guests') == {db.name()}
 
@@ -278,6 +278,7 @@ def test_bad_configuration(write_config):
         ({'hypervisors': [{'name': 'hv1', 'url': TEST_URI}]}, 'unknown keys url'),
         ({'hypervisors': [42]}, 'hypervisor #1 is neither a URI'),
         ({'hypervisors': [{'include': ['x']}]}, 'neither name nor uri'),
+        ({'hypervisors': [{'name': 'hv1', 'uri': TEST_URI, 'exclude': {'a': 1}}]}, 'exclude of hypervisor hv1 must'),
         ({'hypervisors': ['hv1.example.com']}, 'names no driver'),
         ({'hypervisors': [f'qemu+ssh://root:{PASSWORD}@hv1:99999/system']}, 'not a TCP port'),
         ({'hypervisors': [TEST_URI, {'name': 'localhost', 'uri': TEST_URI}]}, 'two hypervisors are named "localhost"'),
