@@ -144,8 +144,8 @@ def test_inventory_of_two_hypervisors(lab, fleet, ssh, tmp_path, run_playbook):
     assert set(listed['hypervisors']['hosts']) == {'hvlocal', 'hvssh'}
     assert hostvars['hvlocal']['kvm_uri'] == lab.uri and hostvars['hvlocal']['ansible_connection'] == 'local'
     assert hostvars['hvssh']['kvm_uri'] == 'qemu:///system'
-    assert {k: hostvars['hvssh'][k] for k in ('ansible_host', 'ansible_port', 'ansible_user',
-                                               'ansible_ssh_private_key_file')} == {
+    login = ('ansible_host', 'ansible_port', 'ansible_user', 'ansible_ssh_private_key_file')
+    assert {k: hostvars['hvssh'][k] for k in login} == {
         'ansible_host': ADDRESS, 'ansible_port': ssh.sshd.port, 'ansible_user': 'root',
         'ansible_ssh_private_key_file': str(ssh.sshd.client_key)}
     for dom in fleet['hvlocal']:
