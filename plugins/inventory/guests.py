@@ -111,7 +111,8 @@ notes:
     C(kvm_uuid), C(kvm_state) (running, paused, shutoff, ...), C(kvm_firmware) (bios or efi), C(kvm_memory_mib),
     C(kvm_vcpus), C(kvm_agent_channel) (the domain has a qemu-guest-agent channel), C(kvm_snapshot_count),
     C(kvm_has_snapshots), C(kvm_current_snapshot) (name or null), C(kvm_oldest_snapshot_age) (seconds since the
-    oldest root snapshot was taken, null without snapshots), C(kvm_oldest_snapshot) (its name).
+    oldest root snapshot was taken, null without snapshots; counted when the inventory is made, also from the cache),
+    C(kvm_oldest_snapshot) (its name), C(kvm_oldest_snapshot_time) (its creation time, seconds since the epoch).
   - With O(cache=true), what was read is cached without any URI; a run in which a hypervisor could not be read
     writes nothing to the cache, so that the next run reads them all again. C(--flush-cache) reads anew.
 seealso:
@@ -333,7 +334,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 and not any(fnmatch.fnmatchcase(name, g) for g in hv.exclude))
 
     @staticmethod
-    def _domain_facts(dom: t.Any, now: float) -> dict[str, t.Any]:
+    def _domain_facts(dom: t.Any) -> dict[str, t.Any]:
         state, max_kib, _mem, vcpus, _cpu = dom.info()
         xml = dom.XMLDesc(0)
         count = dom.snapshotNum(0)
@@ -356,7 +357,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             'kvm_has_snapshots': count > 0,
             'kvm_current_snapshot': current,
             'kvm_oldest_snapshot': oldest_name,
-            'kvm_oldest_snapshot_age': max(0, int(now - oldest)) if oldest is not None else None,
+            'kvm_oldest_snapshot_time': oldest,
         }
 
     def _read(self, hv: Hypervisor) -> dict[str, dict[str, t.Any]]:
@@ -370,14 +371,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except LibvirtError as exc:
                 raise ReadError(mask_secrets(describe(exc, f'Listing the domains of {redact_uri(hv.uri)}'),
                                              secrets)) from None
-            now = time.time()
             guests = {}
             for dom in domains:
                 name = dom.name()
                 if not self._wanted(name, hv):
                     continue
                 try:
-                    guests[name] = self._domain_facts(dom, now)
+                    guests[name] = self._domain_facts(dom)
                 except LibvirtError as exc:
                     if error_code(exc) == ERR_NO_DOMAIN:
                         continue  # undefined while it was read
@@ -449,6 +449,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         pattern = self.get_option('hostname')
         strict = self.get_option('strict')
         hv_names = {hv.name for hv in hypervisors}
+        now = time.time()
         # inventory name -> (hypervisor, domain), to report clashes before anything is added
         names: dict[str, tuple[str, str]] = {}
         for hv in hypervisors:
@@ -506,6 +507,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.inventory.add_host(host, group=self.inventory.add_group(
                     group_name('kvm_firmware_', facts['kvm_firmware'])))
                 hostvars = dict(facts, kvm_hypervisor=hv.name, kvm_domain=domain, kvm_connection_mode=mode)
+                # from the creation time, now: right also when the facts come from the cache
+                oldest = facts.get('kvm_oldest_snapshot_time')
+                hostvars['kvm_oldest_snapshot_age'] = max(0, int(now - oldest)) if oldest is not None else None
                 if mode == 'hypervisor':
                     hostvars['kvm_uri'] = hv.local_uri
                 elif not password:

@@ -204,8 +204,10 @@ def test_compose_groups_keyed_groups(conn, make_domain, add_snapshot, prefix, wr
     assert group_hosts(inventory, 'mem_64') == {old.name(), fresh.name()}
 
 
-def test_cache(conn, make_domain, prefix, write_config, tmp_path):
+def test_cache(conn, make_domain, add_snapshot, prefix, write_config, tmp_path):
     first = make_domain('shutoff', prefix=prefix)
+    taken = int(time.time()) - 5000
+    add_snapshot(first, 'old', taken)
     cache_dir = tmp_path / 'cache'
     path = write_config({'hypervisors': [{'name': 'hv1', 'uri': TEST_URI}], 'include': [f'{prefix}-*'],
                          'cache': True, 'cache_plugin': 'ansible.builtin.jsonfile',
@@ -214,11 +216,15 @@ def test_cache(conn, make_domain, prefix, write_config, tmp_path):
     files = list(cache_dir.iterdir())
     assert len(files) == 1
     cached = files[0].read_text()  # JSON, in an envelope of the cache plugin's that depends on ansible-core
-    assert 'hv1' in cached and first.name() in cached and 'kvm_oldest_snapshot_age' in cached
+    assert 'hv1' in cached and first.name() in cached and str(taken) in cached
     assert 'test:///' not in cached  # no URI in the cache
 
     second = make_domain('shutoff', prefix=prefix)
-    assert group_hosts(manager(path), 'kvm_guests') == {first.name()}  # from the cache
+    cached_inventory = manager(path)
+    assert group_hosts(cached_inventory, 'kvm_guests') == {first.name()}  # from the cache
+    # the age is counted now, from the creation time in the cache
+    assert hostvars(cached_inventory, first.name())['kvm_oldest_snapshot_time'] == taken
+    assert 5000 <= hostvars(cached_inventory, first.name())['kvm_oldest_snapshot_age'] < 5600
     assert group_hosts(manager(path, cache=False), 'kvm_guests') == {first.name(), second.name()}  # --flush-cache
     assert second.name() in files[0].read_text()
 
