@@ -98,10 +98,18 @@ class SizeReader:
             self._tables[image] = table
         return self._tables[image]
 
-    def block_info(self, dom: t.Any, disk: dict[str, t.Any]) -> tuple[int | None, int | None]:
-        """(capacity, allocation) of a disk of ``dom`` by libvirt's block info; (None, None) when unknown."""
+    def block_info(self, dom: t.Any, disk: dict[str, t.Any], busy: bool = False) -> tuple[int | None, int | None]:
+        """(capacity, allocation) of a disk of ``dom`` by libvirt's block info; (None, None) when unknown.
+
+        ``busy``: a libvirt job is talking to QEMU for the domain (an internal snapshot being taken holds its
+        monitor for the whole save); libvirt's block info would wait for it, so it is not asked.
+        """
         if not disk.get('file') or not disk.get('name'):
             return None, None  # an empty drive
+        if busy:
+            self.warn(f'Domain "{dom.name()}" is busy (a libvirt job, such as a snapshot being taken, is talking to '
+                      'QEMU): the sizes of its disks are reported as null rather than waiting; run again later.')
+            return None, None
         try:
             capacity, allocation, _physical = dom.blockInfo(disk['name'], 0)
         except LibvirtError as exc:

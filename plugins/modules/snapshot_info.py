@@ -515,7 +515,8 @@ domains:
             - Bytes the disk's image takes on its storage, as libvirt's block info (C(virsh domblkinfo)) tells it;
               for a qcow2 file the allocated bytes of the file (C(qemu-img info)'s C(actual-size)), read from QEMU
               while the domain runs. Only the image itself, not its backing files.
-            - V(null) when libvirt cannot tell it (a warning says why) or the drive is empty.
+            - V(null) when libvirt cannot tell it (a warning says why), the drive is empty, or a libvirt job is
+              talking to QEMU for the domain (an internal snapshot being taken; libvirt would wait for its end).
           type: int
           returned: always
           sample: 2147745792
@@ -606,6 +607,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._sizes import (
     storage_summary,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
+    domain_busy,
     domain_disks,
     domain_state,
     free_bytes,
@@ -736,9 +738,11 @@ class SnapshotInfo:
         """What a preflight needs to know of the domain itself, read through libvirt only."""
         local = is_local_uri(self.client.uri)
         disks = []
+        state = domain_state(dom)
+        busy = state in ('running', 'paused') and domain_busy(dom)
         for disk in domain_disks(dom):
             path = disk['file'] if disk['type'] == 'file' else None
-            capacity, allocation = self.sizes.block_info(dom, disk)
+            capacity, allocation = self.sizes.block_info(dom, disk, busy)
             disks.append({
                 'name': disk['name'], 'type': disk['type'], 'format': disk['format'], 'file': disk['file'],
                 'snapshot': disk['snapshot'],
@@ -747,7 +751,7 @@ class SnapshotInfo:
                 'capacity_bytes': capacity,
             })
         return {
-            'state': domain_state(dom),
+            'state': state,
             'memory_mib': dom.info()[2] // 1024,
             'agent_channel': has_agent_channel(dom),
             'disks': disks,

@@ -190,6 +190,9 @@ def test_block_info_and_its_failure(conn, make_domain):
     assert sizes.block_info(dom, {'name': 'vdz', 'file': '/guest/none.img'}) == (None, None)
     assert sizes.block_info(dom, {'name': 'hdc', 'file': None}) == (None, None)  # an empty drive: no question
     assert len(warnings) == 1 and 'vdz' in warnings[0] and dom.name() in warnings[0]
+    # a domain a job holds (an internal snapshot being taken): not asked, since libvirt would wait for the job
+    assert sizes.block_info(dom, {'name': 'vda', 'file': f'/guest/{dom.name()}.img'}, busy=True) == (None, None)
+    assert len(warnings) == 2 and 'busy' in warnings[1] and dom.name() in warnings[1]
 
 
 def test_domain_files_each_once():
