@@ -26,8 +26,8 @@ PLAYBOOK = [{
     'tasks': [
         {'name': 'Read each domain', 'kvm.snapshots.snapshot_info': {'domain': '{{ item }}', 'uri': '{{ kvm_uri }}'},
          'loop': '{{ doms }}', 'register': 'info'},
-        {'name': 'Keep the results', 'ansible.builtin.copy': {'content': '{{ info.results | to_json }}',
-                                                               'dest': '{{ out }}', 'mode': '0600'}},
+        {'name': 'Keep the results',
+         'ansible.builtin.copy': {'content': '{{ info.results | to_json }}', 'dest': '{{ out }}', 'mode': '0600'}},
     ],
 }]
 
