@@ -259,7 +259,7 @@ class _Report:
         globs = [globs] if isinstance(globs, str) else list(globs)
         hv: dict[str, t.Any] = {'name': name, 'uri': entry.get('uri'), 'ok': True, 'error': None,
                                 'libvirt_version': None, 'domains': 0, 'snapshots': 0, 'snapshot_bytes': 0,
-                                'oldest_age_seconds': None, 'unmatched': []}
+                                'oldest_age_seconds': None, 'unmatched': [], 'storage': []}
         failure = _failure(info, 'domains')
         if failure is not None:
             hv.update(ok=False, error=failure, snapshot_bytes=None)

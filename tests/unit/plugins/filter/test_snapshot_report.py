@@ -138,8 +138,8 @@ def test_numbers_of_a_fleet(fleet):
 
 @pytest.mark.parametrize('count, expected', [(4, None), (5, 'WARN'), (9, 'WARN'), (10, 'CRIT'), (11, 'CRIT')])
 def test_count_alert_at_its_boundaries(count, expected):
-    hosts = [hv('hv', info({'vm': domain({'file': '/i/vm.qcow2'})}, [snap('vm', f'pre-change-{i}', 0)
-                                                                         for i in range(count)]))]
+    snaps = [snap('vm', f'pre-change-{i}', 0) for i in range(count)]
+    hosts = [hv('hv', info({'vm': domain({'file': '/i/vm.qcow2'})}, snaps))]
     rep = report(hosts, count_warn=5, count_crit='10')
     levels = [a['level'] for a in rep['alerts']]
     assert levels == ([] if expected is None else [expected])
