@@ -10,11 +10,12 @@ creationTime and parent), so the expected order and tree are known exactly.
 from __future__ import annotations
 
 import os
+import xml.etree.ElementTree as ET
 
 import libvirt
 import pytest
 
-from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt
+from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt, _sizes
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import list_snapshots
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot_info
 
@@ -327,3 +328,49 @@ def test_facts_of_every_domain(run_module, facts_domain):
     assert result['domains'][off.name()]['state'] == 'shutoff'
     assert result['domains'][off.name()]['agent_channel'] is False
     assert result['domains']['test']['state'] == 'running'  # the test driver's own domain
+
+
+def external_snapshot_xml(dom, name, memory_file, overlay, epoch):
+    """An external snapshot with memory of ``dom``'s vda, for REDEFINE (the test driver cannot take one)."""
+    root = ET.Element('domainsnapshot')
+    ET.SubElement(root, 'name').text = name
+    ET.SubElement(root, 'state').text = 'running'
+    ET.SubElement(root, 'creationTime').text = str(epoch)
+    ET.SubElement(root, 'memory', snapshot='external', file=memory_file)
+    disks = ET.SubElement(root, 'disks')
+    ET.SubElement(ET.SubElement(disks, 'disk', name='vda', snapshot='external', type='file'), 'source', file=overlay)
+    ET.SubElement(disks, 'disk', name='vdb', snapshot='no')
+    ET.SubElement(disks, 'disk', name='vdc', snapshot='no')
+    root.append(ET.fromstring(dom.XMLDesc(0)))
+    return ET.tostring(root, encoding='unicode')
+
+
+def test_sizes_of_an_external_snapshot_and_the_storage(run_module, facts_domain, tmp_path):
+    """The sizes wired into the result: real files in tmp_path, libvirt's block info, the file system's space."""
+    dom = facts_domain('running')
+    name = dom.name()
+    memory, overlay = tmp_path / f'{name}.snap.mem', tmp_path / f'{name}.vda.snap'
+    memory.write_bytes(b'\x01' * 3 * 65536)
+    overlay.write_bytes(b'\x02' * 65536)
+    dom.snapshotCreateXML(external_snapshot_xml(dom, 'snap', str(memory), str(overlay), BASE_EPOCH),
+                          libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+    mem_bytes, overlay_bytes = os.stat(memory).st_blocks * 512, os.stat(overlay).st_blocks * 512
+
+    result = run_module(snapshot_info, {'domain': name})
+    [snap] = result['snapshots']
+    assert {k: snap[k] for k in ('memory_bytes', 'overlay_bytes', 'size_bytes', 'size_exact')} == {
+        'memory_bytes': mem_bytes, 'overlay_bytes': overlay_bytes, 'size_bytes': mem_bytes + overlay_bytes,
+        'size_exact': True}
+    facts = result['domains'][name]
+    assert facts['snapshot_bytes'] == mem_bytes + overlay_bytes
+    capacity, allocation, _physical = dom.blockInfo('vda', 0)
+    assert (facts['disks'][0]['capacity_bytes'], facts['disks'][0]['allocation_bytes']) == (capacity, allocation)
+    # tmp_path's file system holds the disks and the snapshot's files; vdc's directory does not exist
+    mount = _sizes.mount_point(str(tmp_path))
+    stats = os.statvfs(tmp_path)
+    assert [s['path'] for s in facts['storage']] == sorted([f'/nonexistent-{name}', mount])
+    storage = {s['path']: s for s in facts['storage']}
+    assert storage[f'/nonexistent-{name}'] == {'path': f'/nonexistent-{name}', 'pool': None, 'free_bytes': None,
+                                               'total_bytes': None, 'snapshot_bytes': 0}
+    assert storage[mount]['snapshot_bytes'] == mem_bytes + overlay_bytes
+    assert storage[mount]['total_bytes'] == stats.f_blocks * stats.f_frsize
