@@ -47,9 +47,9 @@ options:
     required: true
   uri_template:
     description:
-      - The URI of a hypervisor given by its name, with C({hypervisor}) standing for the name.
+      - The URI of a hypervisor given by its name, with C({hypervisor}) standing for the name, for example
+        C(qemu+ssh://root@{hypervisor}/system?no_tty=1).
     type: str
-    example: qemu+ssh://root@{hypervisor}/system?no_tty=1
   connection_mode:
     description:
       - Where the collection's modules run for these guests; becomes C(kvm_connection_mode) of every guest.
@@ -159,7 +159,7 @@ import typing as t
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qsl, unquote
 
-from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.errors import AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 

@@ -124,7 +124,7 @@ def test_guests_with_the_contract_facts_and_groups(conn, make_domain, add_snapsh
 
 
 def test_filters_and_running_only(conn, make_domain, prefix, write_config):
-    web = [make_domain('running', prefix=f'{prefix}-web') for _ in range(2)]
+    web = [make_domain('running', prefix=f'{prefix}-web'), make_domain('running', prefix=f'{prefix}-web')]
     web_off = make_domain('shutoff', prefix=f'{prefix}-web')
     db = make_domain('running', prefix=f'{prefix}-db')
     template = make_domain('running', prefix=f'{prefix}-web-template')
