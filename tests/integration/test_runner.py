@@ -16,6 +16,7 @@ playbook.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 import typing as t
@@ -64,14 +65,20 @@ class Job:
 
 @pytest.fixture
 def run_job(ansible_env: dict[str, str], tmp_path: pathlib.Path) -> t.Callable[..., Job]:
-    """run_job(playbook FQCN, inventory dict, extravars): one AWX-like job, its project a one-line playbook."""
+    """run_job(playbook FQCN, inventory dict, extravars, files={}): one AWX-like job. Its project holds ``files``
+    (path: text) and site.yml, which imports the playbook (as the README shows)."""
 
-    def run(playbook: str, inventory: dict[str, t.Any], extravars: dict[str, t.Any]) -> Job:
+    def run(playbook: str, inventory: dict[str, t.Any], extravars: dict[str, t.Any],
+            files: dict[str, str] | None = None) -> Job:
         private = tmp_path / f'job-{len(list(tmp_path.glob("job-*")))}'
         project = private / 'project'
         project.mkdir(parents=True)
-        # what an AWX project holds to run a playbook of the collection
-        (project / 'site.yml').write_text(f'---\n- name: Run {playbook}\n  ansible.builtin.import_playbook: {playbook}\n')
+        for name, text in (files or {}).items():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            (project / name).write_text(text)
+        # what an AWX project holds to run a playbook of the collection (JSON is YAML)
+        (project / 'site.yml').write_text(json.dumps([{'name': f'Run {playbook}',
+                                                       'ansible.builtin.import_playbook': playbook}]))
         # the collection on the collections path (an execution environment has it installed), this Python first
         env = dict(ansible_env, PATH=f'{pathlib.Path(sys.executable).parent}:{ansible_env["PATH"]}')
         runner = ansible_runner.run(private_data_dir=str(private), playbook='site.yml', inventory=inventory,
@@ -82,13 +89,13 @@ def run_job(ansible_env: dict[str, str], tmp_path: pathlib.Path) -> t.Callable[.
     return run
 
 
-def test_guarded_change_per_guest_results_in_job_events(lab, blank, run_job, tmp_path):
+def test_guarded_change_per_guest_results_in_job_events(lab, blank, run_job):
     """ok1's change works (accepted, its snapshot deleted), soak1's too (snapshot kept: kvm_soak), bad1's change
     fails (rolled back, then failed), gone1's domain does not exist (failed before any snapshot)."""
     doms = {name: blank(f'rn-{name}', state='running') for name in ('ok1', 'soak1', 'bad1')}
-    change = tmp_path / 'change.yml'
-    change.write_text('---\n- name: Change the guest\n  ansible.builtin.fail:\n    msg: the change broke {{ inventory_hostname }}\n'
-                      "  when: inventory_hostname == 'bad1'\n")
+    # the change lives in the project, named by a path relative to it (the job's working directory; $PWD is not)
+    change = ('---\n- name: Change the guest\n  ansible.builtin.fail:\n'
+              "    msg: the change broke {{ inventory_hostname }}\n  when: inventory_hostname == 'bad1'\n")
     guests = {name: {'kvm_domain': dom} for name, dom in doms.items()}
     guests['soak1']['kvm_soak'] = '1d'
     guests['gone1'] = {'kvm_domain': lab.prefix + 'rn-no-such-domain'}
@@ -97,13 +104,15 @@ def test_guarded_change_per_guest_results_in_job_events(lab, blank, run_job, tmp
         'kvm_guests': {'hosts': guests, 'vars': dict(LOCAL, kvm_hypervisor='localhost')},
     }}}
     job = run_job('kvm.snapshots.guarded_change', inventory, {
-        'kvm_change_tasks': str(change), 'kvm_change_id': 'awx1', 'kvm_serial': ['100%'],
-        'kvm_max_fail_percentage': 100, 'kvm_answer_timeout': 5, 'rollback_wait_for': 'none'})
+        'kvm_change_tasks': 'changes/break_bad1.yml', 'kvm_change_id': 'awx1', 'kvm_serial': ['100%'],
+        'kvm_max_fail_percentage': 100, 'kvm_answer_timeout': 5, 'rollback_wait_for': 'none'},
+        files={'changes/break_bad1.yml': change})
     assert (job.status, job.rc) == ('failed', 2), job
 
     # per guest, in the job events: the record task of each guest that got that far ...
+    record = "Record the result of the guest for the job's stats"
     recorded = {host: res['ansible_stats']['data']['kvm_guarded_change'][host]
-                for host, res in job.results('runner_on_ok', 'Record the result of the guest for the job\'s stats').items()}
+                for host, res in job.results('runner_on_ok', record).items()}
     assert set(recorded) == {'ok1', 'soak1', 'bad1'}, job
     for host, dom in doms.items():
         assert recorded[host]['domain'] == dom and recorded[host]['snapshot'] == 'pre-change-awx1'
@@ -164,4 +173,3 @@ def test_hypervisor_snapshots_per_domain_results_in_job_events(lab, blank, run_j
     assert stats['failures'] == {'hv2': 1} and stats['changed'] == {'hv1': 1}, stats
     for dom in (d1, d2, d3):
         assert snapshot_names(lab, dom) == {'nightly-awx'}, dom
-
