@@ -453,4 +453,3 @@ def test_uri_password_never_shown_kept_or_on_a_command_line(lab, solo, ansible_e
     for secret in (marker, 'S3c%2F', 'S3c/r@t'):
         assert secret not in everything, [line for line in everything.splitlines() if secret in line][:5]
     assert recorder.seen, 'no command line was sampled'
-
