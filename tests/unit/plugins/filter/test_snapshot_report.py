@@ -221,7 +221,10 @@ def test_failed_reads_are_reported_not_fatal():
     prune_failed = hv('prunefail', info({'vm4': domain()}, []),
                       prune={'failed': True, 'msg': '1 of 1 domains failed', 'results': [
                           {'domain': 'vm4', 'failed': True, 'changed': False, 'msg': 'refused', 'deleted': []}]})
-    rep = report([good, failed, errors, prune_failed, hv('skipped', {'skipped': True, 'changed': False})])
+    refused = {'failed': False, 'changed': False, 'msg': 'Unsupported parameters: keep_hourly'}  # failed_when
+    prune_refused = hv('pruneopt', info({}, []), prune=refused)
+    rep = report([good, failed, errors, prune_failed, prune_refused,
+                  hv('skipped', {'skipped': True, 'changed': False})])
     by_name = {h['name']: h for h in rep['hypervisors']}
     assert by_name['good']['ok'] and by_name['partial']['ok'] and by_name['prunefail']['ok']
     assert by_name['bad']['error'] == 'Connecting to libvirt at qemu:///system failed'
@@ -230,6 +233,7 @@ def test_failed_reads_are_reported_not_fatal():
         {'hypervisor': 'bad', 'domain': None, 'message': 'Connecting to libvirt at qemu:///system failed'},
         {'hypervisor': 'partial', 'domain': 'vm3', 'message': 'Domain "vm3" cannot be read'},
         {'hypervisor': 'prunefail', 'domain': 'vm4', 'message': 'prune preview: refused'},
+        {'hypervisor': 'pruneopt', 'domain': None, 'message': 'prune preview: Unsupported parameters: keep_hourly'},
         {'hypervisor': 'skipped', 'domain': None, 'message': 'not read (skipped: a condition was false)'}]
     assert [a['message'] for a in rep['alerts']] == [
         'CRIT unread bad: not read: Connecting to libvirt at qemu:///system failed',
