@@ -139,9 +139,16 @@ class Cells(HTMLParser):
             self._open.pop()
 
 
-def gib(value: int) -> str:
-    """As the page shows a size of a MiB or more."""
-    return f'{value / 1048576:.1f} MiB' if value < 1073741824 else f'{value / 1073741824:.1f} GiB'
+def human(value: int | None) -> str:
+    """A size as the page shows it."""
+    if value is None:
+        return 'unknown'
+    if value < 1024:
+        return f'{value} B'
+    for unit, size in (('TiB', 1024 ** 4), ('GiB', 1024 ** 3), ('MiB', 1024 ** 2), ('KiB', 1024)):
+        if value >= size:
+            return f'{value / size:.1f} {unit}'
+    raise AssertionError(value)
 
 
 @pytest.fixture
@@ -222,8 +229,9 @@ def test_report_numbers_thresholds_and_page(lab, fleet, independent, run_playboo
             assert row['memory_bytes'] == tags[row['name']]['vm-state-size'] == 0
     [ext] = [s for s in report['snapshots'] if s['domain'] == external]
     assert ext['location'] == 'external'
+    overlay = independent.image_info(independent.blklist(external)['vda'])['actual-size']
     if ext['overlay_bytes'] is not None:
-        assert ext['overlay_bytes'] == independent.image_info(independent.blklist(external)['vda'])['actual-size']
+        assert ext['overlay_bytes'] == ext['size_bytes'] == mine[external]['snapshot_bytes'] == overlay
 
     # one line per problem, in the output and in summary.md
     lines = sorted(a['message'] for a in report['alerts'])
@@ -265,8 +273,11 @@ def test_report_numbers_thresholds_and_page(lab, fleet, independent, run_playboo
     for dom, names in fleet.items():
         assert shown[dom][3]['text'].strip() == str(len(names))  # the snapshots column
         held = mine[dom]['snapshot_bytes']
-        assert shown[dom][4]['text'].startswith(gib(held) if held is not None and held >= 1048576 else
-                                                'unknown' if held is None else '')
+        assert shown[dom][4]['attrs']['data-bytes'] == ('' if held is None else str(held))
+        assert shown[dom][4]['text'].startswith(human(held))  # the space held, in the page's units
+    if ext['overlay_bytes'] is not None:  # the external snapshot's overlay, as qemu-img sees it
+        assert shown[external][4]['attrs']['data-bytes'] == str(overlay)
+        assert shown[external][4]['text'].strip() == human(overlay)
     stale_rows = [row['attrs'].get('data-snapshot') for row in cells.rows['stale'] if 'data-snapshot' in row['attrs']]
     assert stale_rows == ['before-my-fix']
     prune_rows = [row['attrs'].get('data-snapshot') for row in cells.rows['prune'] if 'data-snapshot' in row['attrs']]
