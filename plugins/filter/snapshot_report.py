@@ -187,6 +187,9 @@ class _Report:
         for entry in self.hosts:
             hv = self.hypervisor(entry, domains, snapshots, storage, preview)
             hypervisors.append(hv)
+        if not self.hosts:  # a report of nothing must not pass for a quiet fleet (a kvm_target that matches no host)
+            self.errors.append({'hypervisor': None, 'domain': None, 'message': 'no hypervisor to read'})
+            self.alert('CRIT', 'unread', {}, None, None, 'no hypervisor to read (does kvm_target match any host?)')
         snapshots.sort(key=lambda s: (-(s['age_seconds'] or 0), s['hypervisor'], s['domain'], s['name']))
         stale = [s for s in snapshots if s['stale']]
         histogram = []

@@ -247,9 +247,11 @@ def test_unknown_age_and_empty_fleet():
     rep = report(hosts, age_warn='1s', stale_age='1s')
     assert rep['snapshots'][0]['age_seconds'] is None and rep['stale'][0]['stale_reasons'] == ['manual']
     assert rep['age_histogram'][-1] == {'label': 'unknown', 'min_seconds': None, 'max_seconds': None, 'count': 1}
-    empty = report([])
-    assert empty['status'] == 'OK' and empty['totals']['hypervisors'] == 0 and empty['domains'] == []
-    assert empty['headline'] == 'OK: 0 critical, 0 warning, 0 snapshots of 0 VMs on 0 hypervisors, 0 stale'
+    empty = report([])  # a host pattern that matched nothing: not a quiet fleet
+    assert empty['status'] == 'CRIT' and empty['totals']['hypervisors'] == 0 and empty['domains'] == []
+    assert [a['message'] for a in empty['alerts']] == [
+        'CRIT unread no hypervisor to read (does kvm_target match any host?)']
+    assert empty['headline'] == 'CRIT: 1 critical, 0 warning, 0 snapshots of 0 VMs on 0 hypervisors, 0 stale'
 
 
 @pytest.mark.parametrize('options, message', [
@@ -301,4 +303,4 @@ def test_page_escapes_names_and_shows_the_numbers(fleet):
 
 def test_page_of_an_empty_fleet():
     page = render('snapshot_report.html.j2', report([]))
-    assert 'No threshold crossed.' in page and 'No stale snapshot.' in page and 'No VM.' in page
+    assert 'no hypervisor to read' in page and 'No stale snapshot.' in page and 'No VM.' in page
