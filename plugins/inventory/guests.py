@@ -128,7 +128,7 @@ hypervisors:
   - qemu+ssh://root@hv1.example.com/system?no_tty=1
   - name: hv2
     uri: qemu+ssh://root@192.0.2.12/system?no_tty=1&keyfile=/home/ops/.ssh/id_ed25519
-
+---
 # web.kvm_guests.yml: the web VMs of 20 hypervisors, named hvNN_web..., cached for an hour
 plugin: kvm.snapshots.guests
 uri_template: qemu+ssh://root@{hypervisor}.example.com/system?no_tty=1
