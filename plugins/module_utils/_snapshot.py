@@ -223,9 +223,14 @@ def replace_description(xml: str, description: str) -> str:
 
 
 def iso_utc(epoch: int | None) -> str | None:
+    """``epoch`` as ISO 8601 UTC; None when there is none, or when it is past what a date can hold (year 9999:
+    libvirt accepts any creationTime in a redefined snapshot)."""
     if epoch is None:
         return None
-    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    try:
+        return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def parse_snapshot_xml(xml: str) -> dict[str, t.Any]:

@@ -168,7 +168,7 @@ snapshots:
       returned: always
       sample: running
     creation_time:
-      description: When the snapshot was taken, ISO 8601 in UTC.
+      description: When the snapshot was taken, ISO 8601 in UTC; V(null) when libvirt records no time, or one past the year 9999.
       type: str
       returned: always
       sample: '2026-11-25T19:40:15Z'

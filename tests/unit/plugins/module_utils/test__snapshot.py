@@ -377,3 +377,13 @@ def test_tighten_modes(tmp_path):
     ]})
     assert stat.S_IMODE(os.stat(overlay).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(internal).st_mode) == 0o644
+
+
+@pytest.mark.parametrize('epoch', [253402300800, 10 ** 15])  # 10000-01-01 and far beyond
+def test_creation_time_past_year_9999_is_none_not_a_traceback(epoch):
+    """libvirt takes any creationTime in a redefined snapshot; a date cannot hold it: no ISO time, the epoch kept."""
+    facts = s.parse_snapshot_xml(
+        f'<domainsnapshot><name>far</name><creationTime>{epoch}</creationTime><state>shutoff</state></domainsnapshot>')
+    assert facts['creation_time'] is None
+    assert facts['creation_time_epoch'] == epoch
+    assert s.iso_utc(253402300799) == '9999-12-31T23:59:59Z'
