@@ -288,7 +288,7 @@ class Fleet:
                     extra.update({'snapshot': {'kvm_snapshot_name': 'fleet-1'},
                                   'prune': {'kvm_prune_match': 'fleet-*', 'kvm_prune_keep_last': 1},
                                   'cleanup': {'kvm_snapshot_name': 'fleet-2'}}[step])
-                    seconds, _ = self.playbook('hypervisor_snapshots.yml', inventory, extra)
+                    seconds = self.playbook('hypervisor_snapshots.yml', inventory, extra)[0]
                 self.record((step, method), seconds)
                 self.expect(doms, {'snapshot': ['fleet-1'], 'prune': ['fleet-2'], 'cleanup': []}[step],
                             f'{method} {step}')
@@ -324,9 +324,9 @@ class Fleet:
         hv_task = sum(r['end'] - r['start'] for r in hv_phases['tasks'] if r['action'] == 'kvm.snapshots.snapshot')
         self.expect(doms, ['fleet-g'], f'hypervisor_snapshots on the {label}')
         self.drop_all(doms)
-        self.phase.setdefault(label, []).append({'phase': phase, 'whole': seconds, 'runs': runs,
-                                                  'hv_whole': hv_seconds, 'hv_task': hv_task,
-                                                  'hypervisors': len(chosen)})
+        self.phase.setdefault(label, []).append({
+            'phase': phase, 'whole': seconds, 'runs': runs, 'hv_whole': hv_seconds, 'hv_task': hv_task,
+            'hypervisors': len(chosen)})
         log(f'  {self.stack.name} guarded_change {label}: pre-change phase {phase:.2f} s ({runs} module runs), '
             f'whole {seconds:.2f} s; hypervisor_snapshots.yml {hv_seconds:.2f} s (its snapshot task {hv_task:.2f} s)')
 
