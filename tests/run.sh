@@ -12,7 +12,7 @@
 #   sanity       tests/sanity/run.sh (ansible-test sanity, no ignore entries)
 #   lint         ansible-lint, production profile, on the whole repository (roles, playbooks, demo, galaxy.yml)
 #   changelog    antsibull-changelog lint (fragments and changelog.yaml)
-#   build        ansible-galaxy collection build + install + ansible-doc of each module, inventory plugin and role
+#   build        ansible-galaxy collection build + install + ansible-doc of each module, inventory and filter plugin and role
 #                + ansible-builder create of execution-environment.yml (the build context checked; no image built)
 #   integration  python3 -m pytest tests/integration (real libvirtd + QEMU from the lab), on two stacks:
 #                bookworm: this machine's libvirtd (Debian 12, libvirt 9.0): every test;
@@ -39,7 +39,6 @@ ALL_STACKS=(bookworm trixie)
 # the tests that do not run on the trixie stack: test_faults.py drives the host's own libvirtd; test_runner.py
 # checks what ansible-runner (AWX's engine) reports, which does not depend on the libvirt stack
 BOOKWORM_ONLY_TESTS=(test_faults.py test_runner.py)
-MODULES=(snapshot snapshot_info snapshot_revert snapshot_prune guest_agent)
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -347,8 +346,21 @@ check_ee() {  # check_ee WORK: WORK/collections holds the installed tarball
     echo "build context: Containerfile FROM $base; the collection, its requirements.txt and bindep.txt in _build; introspection finds them"
 }
 
+documented_content() {  # "TYPE NAME" of each documented plugin and role of the work tree
+    local path
+    for path in plugins/modules/*.py plugins/inventory/*.py plugins/filter/*.yml roles/*/meta/argument_specs.yml; do
+        [[ -f $path ]] || continue
+        case $path in
+            plugins/modules/*) echo "module $(basename "$path" .py)" ;;
+            plugins/inventory/*) echo "inventory $(basename "$path" .py)" ;;
+            plugins/filter/*) echo "filter $(basename "$path" .yml)" ;;
+            roles/*) echo "role $(basename "$(dirname "$(dirname "$path")")")" ;;
+        esac
+    done
+}
+
 stage_build() {
-    local work tarball module role plugin found=0 rc=0
+    local work tarball type name found=0 rc=0
     new_tmp build
     work=$tmp_dir
     ansible-galaxy collection build --output-path "$work/dist" . || return $?
@@ -356,44 +368,21 @@ stage_build() {
     echo "built $(basename "$tarball"): $(du -k "$tarball" | cut -f1) KiB, $(tar -tzf "$tarball" | wc -l) entries"
     ANSIBLE_COLLECTIONS_PATH="$work/collections" \
         ansible-galaxy collection install --offline -p "$work/collections" "$tarball" || return $?
-    # ansible-doc from the installed copy only, away from the work tree
-    for module in "${MODULES[@]}"; do
-        if [[ ! -f plugins/modules/$module.py ]]; then
-            echo "run.sh: plugins/modules/$module.py not there yet: skipping its ansible-doc"
-            continue
+    # ansible-doc of every module, inventory and filter plugin and role, from the installed copy only,
+    # away from the work tree
+    while read -r type name; do
+        found=1
+        echo "--- ansible-doc -t $type kvm.snapshots.$name"
+        # ansible-doc exits 0 for a plugin it cannot find or read: an empty page is a failure too
+        if (cd "$work" && ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-doc -t "$type" "kvm.snapshots.$name" >"$work/doc.txt") &&
+            [[ -s $work/doc.txt ]]; then
+            head -n 3 "$work/doc.txt"
+        else
+            rc=1
         fi
-        found=1
-        echo "--- ansible-doc kvm.snapshots.$module"
-        (cd "$work" && ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-doc -t module "kvm.snapshots.$module" >"$work/doc.txt") || {
-            rc=1
-            continue
-        }
-        head -n 3 "$work/doc.txt"
-    done
-    for plugin in plugins/inventory/*.py; do
-        [[ -f $plugin ]] || continue
-        plugin=$(basename "$plugin" .py)
-        found=1
-        echo "--- ansible-doc -t inventory kvm.snapshots.$plugin"
-        (cd "$work" && ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-doc -t inventory "kvm.snapshots.$plugin" >"$work/doc.txt") || {
-            rc=1
-            continue
-        }
-        head -n 3 "$work/doc.txt"
-    done
-    for role in roles/*/; do
-        [[ -f ${role}meta/argument_specs.yml ]] || continue
-        role=$(basename "$role")
-        found=1
-        echo "--- ansible-doc -t role kvm.snapshots.$role"
-        (cd "$work" && ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-doc -t role "kvm.snapshots.$role" >"$work/doc.txt") || {
-            rc=1
-            continue
-        }
-        head -n 3 "$work/doc.txt"
-    done
+    done < <(documented_content)
     check_ee "$work" || rc=1
-    ((found == 1)) || echo "run.sh: no module or role to document yet"
+    ((found == 1)) || echo "run.sh: no plugin or role to document yet"
     return "$rc"
 }
 
