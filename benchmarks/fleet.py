@@ -359,9 +359,9 @@ class Fleet:
             ratios = ', '.join(f'{p / f:.2f}x' for p, f in zip(self.times[(step, 'playbook')], self.times[(step, 'floor')]))
             lines.append(f'| {step} | ' + ' | '.join(cells) + f' | {ratios} |')
         if self.phase:
-            lines += ['', '| guarded_change.yml, pre-change phase (pre_change role, timed by the callback) '
+            lines += ['', '| guarded_change.yml, guests | pre-change phase (pre_change role, timed by the callback) '
                       '| module runs | whole playbook | `hypervisor_snapshots.yml` snapshot, same domains '
-                      '| phase / hypervisor_snapshots.yml |', '|---|---:|---:|---:|---:|']
+                      '| phase / hypervisor_snapshots.yml |', '|---|---:|---:|---:|---:|---:|']
             for label, rows in self.phase.items():
                 ratio = ', '.join(f'{r["phase"] / r["hv_whole"]:.2f}x' for r in rows)
                 lines.append(f'| {label} on {rows[0]["hypervisors"]} hypervisors | {med([r["phase"] for r in rows]):.2f} s '
