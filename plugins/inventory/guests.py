@@ -163,6 +163,7 @@ from ansible.errors import AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import DOMAIN_STATES, has_agent_channel
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import firmware
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     DEFAULT_URI,
@@ -178,7 +179,6 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     uri_secrets,
     ERR_NO_DOMAIN,
 )
-from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import DOMAIN_STATES, has_agent_channel
 
 try:
     import libvirt

@@ -19,12 +19,11 @@ import os
 import typing as t
 import xml.etree.ElementTree as ET
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._guards import check_free_space, check_monitor_name
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import LibvirtError, SnapshotError, version_text
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     LIST_EXTERNAL,
     LIST_INTERNAL,
-    check_free_space,
-    check_monitor_name,
     list_snapshots,
 )
 

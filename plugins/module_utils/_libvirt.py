@@ -335,6 +335,11 @@ def parse_uri(uri: str) -> UriParts:
                     tuple(sorted({s for s in secrets if s}, key=len, reverse=True)))
 
 
+def is_local_uri(uri: str) -> bool:
+    """Whether the URI names libvirt on this machine (so its files are this machine's files)."""
+    return parse_uri(uri).host.lower() in ('', 'localhost')  # not urlsplit: a password may hold "/", "#", "@"
+
+
 def redact_uri(uri: str) -> str:
     """``uri`` for messages: a password in its user part (``user:password@host``) becomes ``********``."""
     if not isinstance(uri, str):

@@ -23,13 +23,19 @@ A matching snapshot is deleted when no rule keeps it: the keeps are a union. So 
 narrows the deletions (a snapshot must be older than it to go), and the keep_* rules protect
 snapshots whatever their age. A snapshot whose name does not match is never kept nor deleted:
 it is left out of the plan entirely.
+
+``parse_duration`` reads a duration such as ``older_than`` (12h, 7d, 1d12h) into seconds; the
+snapshot_report filter reads its ages with it too.
 """
 
 from __future__ import annotations
 
 import datetime
 import fnmatch
+import re
 import typing as t
+
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
 
 # the tier options, newest-grained first, with the name of their period
 TIERS: tuple[tuple[str, str], ...] = (
@@ -153,3 +159,44 @@ def plan(snapshots: list[dict[str, t.Any]], policy: Policy) -> tuple[list[Decisi
             parts += misses[name]
             delete.append(Decision(snap, [], '; '.join(parts) or 'no keep rule keeps it'))
     return delete, keep
+
+
+_DURATION = re.compile(r'([0-9]+)\s*([smhdw])', re.ASCII)
+_ASCII_DIGITS = re.compile('[0-9]+', re.ASCII)
+
+
+def _bounded_int(digits: str) -> int:
+    """int(digits), or more than DURATION_MAX for a number too long to be a duration (no huge int is made)."""
+    return int(digits) if len(digits) <= 20 else DURATION_MAX + 1
+
+
+_UNIT_SECONDS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
+
+
+# The longest duration taken: 1000 years (longer ones reach before the epoch, and beyond what a float holds).
+DURATION_MAX = 1000 * 366 * 86400
+
+
+def parse_duration(text: str, what: str = 'older_than') -> int:
+    """``'12h'``, ``'7d'``, ``'1d12h'``, ``'90m'``, ``'3600'`` -> seconds (ASCII digits only).
+
+    ``what``: the option, for messages.
+    """
+    text = str(text).strip().lower()
+    pos = 0
+    total = 0
+    if _ASCII_DIGITS.fullmatch(text):
+        total, pos = _bounded_int(text), len(text)
+    else:
+        for match in _DURATION.finditer(text):
+            if match.start() != pos and text[pos:match.start()].strip():
+                break
+            total += _bounded_int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+    if not text or pos == 0 or text[pos:].strip():
+        raise SnapshotError(f'Cannot read the duration "{text[:40]}" of {what}: use a number of seconds or '
+                            'units s, m, h, d, w such as 12h, 7d or 1d12h.')
+    if total > DURATION_MAX:
+        raise SnapshotError(f'The duration "{text[:40]}" of {what} is longer than 1000 years; '
+                            'use a number of seconds or units s, m, h, d, w such as 12h, 7d or 1d12h.')
+    return total

@@ -5,7 +5,12 @@
 # This module_utils is PRIVATE to the kvm.snapshots collection.
 # It may change without notice; do not use it from other collections.
 
-"""The snapshot model: libvirt snapshot XML to and from plain dicts.
+"""The snapshot model: libvirt snapshot XML to and from plain dicts, and the snapshots of a domain.
+
+Builds and parses ``<domainsnapshot>`` documents, reads one snapshot's facts, looks a snapshot up,
+lists a domain's snapshots as a tree (parents before children), tells whether a snapshot is still
+being taken, and creates and deletes snapshots (a tree of them, too). The libvirt flag values of
+snapshot calls are named here.
 
 All XML is built and parsed with ``xml.etree``: a name or description is a
 text node, never a piece of formatted markup, so nothing a user types can
@@ -15,12 +20,13 @@ reach the XML structure.
 from __future__ import annotations
 
 import datetime
-import os
-import re
 import time
 import typing as t
 import xml.etree.ElementTree as ET
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
+    CONTROL_OK,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN_SNAPSHOT,
     LibvirtError,
@@ -28,16 +34,13 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     connection_lost,
     describe,
     error_code,
-    parse_uri,
     retry_busy,
-    version_text,
 )
-
-# virDomainState -> the words virsh uses
-DOMAIN_STATES = {
-    0: 'nostate', 1: 'running', 2: 'blocked', 3: 'paused',
-    4: 'shutdown', 5: 'shutoff', 6: 'crashed', 7: 'pmsuspended',
-}
+from ansible_collections.kvm.snapshots.plugins.module_utils._storage import (
+    hide_memory,
+    storage_full_note,
+    tighten_modes,
+)
 
 # libvirt flag values (libvirt-domain-snapshot.h), named here so the code reads without the binding
 CREATE_REDEFINE = 1
@@ -51,142 +54,6 @@ LIST_EXTERNAL = 512
 REVERT_RUNNING = 1
 REVERT_PAUSED = 2
 REVERT_FORCE = 4
-
-# Control characters cannot be stored in XML 1.0 and make no sense in a name.
-_CONTROL = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
-
-
-# libvirt keeps the record of a snapshot in the file "<name>.xml", written as "<name>.xml.new" first; a file
-# name has at most 255 bytes (NAME_MAX), so a longer name fails after QEMU or qemu-img made the snapshot
-# ("unable to save metadata"), leaving it unrecorded in the image [seen, libvirt 9.0: 247 bytes work, 248 fail,
-# on a running and on a shut-off domain]. QEMU keeps at most 255 bytes of an internal snapshot's tag and cuts a
-# longer one silently [seen: savevm and qemu-img snapshot -c with 300 bytes stored 255], so this limit covers it.
-NAME_MAX_BYTES = 255 - len('.xml.new')
-
-
-def validate_name(name: t.Any, what: str = 'snapshot name') -> str:
-    """Check a snapshot name before anything is sent to libvirt (every domain state; see also check_monitor_names)."""
-    if not isinstance(name, str) or not name.strip():
-        raise SnapshotError(f'The {what} must not be empty.')
-    try:
-        size = len(name.encode('utf-8'))
-    except UnicodeEncodeError:
-        raise SnapshotError(f'The {what} {name!r} is not valid Unicode text (it holds a lone surrogate).') from None
-    if size > NAME_MAX_BYTES:
-        raise SnapshotError(
-            f'The {what} "{name[:40]}..." is {size} bytes long in UTF-8; libvirt stores a snapshot in a file named '
-            f'after it, which limits names to {NAME_MAX_BYTES} bytes (a longer one would be made in the disk images '
-            'and then fail to be recorded). Nothing was changed. Choose a shorter name.')
-    if '/' in name:
-        raise SnapshotError(f'The {what} "{name}" contains "/"; QEMU rejects such names '
-                            '(they would become part of overlay file paths).')
-    if name.startswith('.'):
-        raise SnapshotError(f'The {what} "{name}" starts with "."; QEMU rejects such names.')
-    if _CONTROL.search(name) or '\n' in name or '\r' in name or '\t' in name:
-        raise SnapshotError(f'The {what} {name!r} contains control characters.')
-    return name
-
-
-# The one rule for names that reach QEMU's monitor, used by create, revert, delete and prune.
-#
-# While a domain's QEMU runs (running or paused), libvirt 9.0 (before 10.x moved to QMP jobs) hands the name of
-# an internal snapshot to QEMU's human monitor as savevm/loadvm/delvm "NAME" without escaping it. QEMU reads
-# \" and \\ inside the quotes as escapes and stops at a bare ": it saves, loads or deletes another snapshot,
-# or none, while libvirt reports success and records or drops the snapshot [seen, libvirt 9.0 / QEMU 7.2:
-# savevm of 'x\' and 'q"' saved nothing; delvm of 'x\\' deleted 'x\'; every other printable character,
-# quotes ', spaces, ',;#$%{}', digits and non-ASCII letters, worked].
-# With the domain shut off libvirt runs qemu-img with the name as one argument, and every name works (create,
-# revert and delete, seen); reverting a running domain to a snapshot without memory also stops QEMU first.
-MONITOR_UNSAFE = ('"', '\\')
-
-# From libvirt 10.9 on, internal snapshots of a running domain are QMP jobs (snapshot-save, snapshot-load,
-# snapshot-delete) whose job id libvirt makes from the name ("internal-snapshot-save-NAME"). The name itself
-# travels as a JSON string, safe whatever it holds, but QEMU accepts a job id only of letters, digits, '.', '-'
-# and '_' ("Invalid job ID 'internal-snapshot-save-<b>'" [seen, libvirt 11.3 / QEMU 10.0]): it refuses any
-# other name before anything is made.
-QMP_JOBS_VERSION = 10_009_000
-_QMP_ID_CHARS = re.compile(r'[A-Za-z0-9._-]*')
-
-_MONITOR_ADVICE = {
-    'create': 'Choose a name without " and \\.',
-    'revert': ('Revert to another snapshot, or shut the domain off first: libvirt then starts QEMU with the name '
-               'on its command line instead of the monitor (untried: libvirt 9.0 cannot take a snapshot with '
-               'memory under such a name).'),
-    'delete': ('Shut the domain off and delete it then: libvirt then runs qemu-img, which takes the name exactly '
-               '(state: absent with the domain shut off).'),
-    'prune': ('Shut the domain off and prune then (libvirt then runs qemu-img, which takes the name exactly), '
-              'or narrow match so that these snapshots are left out.'),
-}
-_QMP_ADVICE = {
-    'create': ('Choose a name of letters, digits, ".", "-" and "_", or take an external snapshot '
-               '(location: external), whose name only becomes part of file names.'),
-    'revert': 'Shut the domain off first: libvirt then reverts with qemu-img, which takes any name.',
-    'delete': _MONITOR_ADVICE['delete'],
-    'prune': _MONITOR_ADVICE['prune'],
-}
-_MONITOR_WORDS = {'create': 'taking', 'revert': 'reverting to', 'delete': 'deleting', 'prune': 'deleting'}
-
-
-def monitor_unsafe(name: str, version: int = 0) -> list[str]:
-    """The characters of ``name`` that the QEMU of a running domain would misread (libvirt before 10.9: passed to
-    its monitor unescaped) or refuse (libvirt 10.9 and later: not allowed in a QMP job id)."""
-    if version >= QMP_JOBS_VERSION:
-        return sorted({c for c in name if not _QMP_ID_CHARS.fullmatch(c)})
-    return [c for c in MONITOR_UNSAFE if c in name]
-
-
-def check_monitor_names(dom: t.Any, names: t.Iterable[str], action: str) -> None:
-    """Refuse, before anything is done, an ``action`` ('create', 'revert', 'delete', 'prune') on internal snapshots
-    ``names`` of a running or paused domain whose QEMU would misread or refuse one of the names (monitor_unsafe).
-    Other drivers (the test driver) and shut-off domains do not use the monitor."""
-    names = [n for n in names if not _QMP_ID_CHARS.fullmatch(n)]  # safe on every version: nothing to ask
-    if not names or dom.connect().getType() != 'QEMU' or not dom.isActive():
-        return
-    version = dom.connect().getLibVersion()
-    bad = [n for n in names if monitor_unsafe(n, version)]
-    if not bad:
-        return
-    domain = dom.name()
-    chars = sorted({c for n in bad for c in monitor_unsafe(n, version)})
-    listed = ', '.join(repr(n) for n in bad)
-    what = (f'{_MONITOR_WORDS[action].capitalize()} the internal snapshot{"s" if len(bad) > 1 else ""} {listed} of '
-            f'the running or paused domain "{domain}" is refused: the name contains {" and ".join(repr(c) for c in chars)}')
-    if version >= QMP_JOBS_VERSION:
-        raise SnapshotError(
-            f'{what}, and libvirt {version_text(version)} runs it as a QEMU job named after the '
-            'snapshot (internal-snapshot-save-NAME and the like), which QEMU refuses unless the name holds only '
-            f'letters, digits, ".", "-" and "_". Nothing was changed. {_QMP_ADVICE[action]}', domain=domain,
-            snapshots=bad)
-    raise SnapshotError(
-        f'{what}, and while the domain runs libvirt passes the name to QEMU\'s monitor without escaping it (savevm/'
-        'loadvm/delvm "NAME"), so QEMU would act on another snapshot, or none, while libvirt reports success. '
-        f'Nothing was changed. {_MONITOR_ADVICE[action]}', domain=domain, snapshots=bad)
-
-
-def check_monitor_delete(dom: t.Any, snaps: list[t.Any]) -> None:
-    """check_monitor_names for deleting libvirt snapshot objects (the internal ones among them reach the monitor)."""
-    if any(not _QMP_ID_CHARS.fullmatch(s.getName()) for s in snaps):
-        check_monitor_names(dom, [s.getName() for s in snaps
-                                  if parse_snapshot_xml(s.getXMLDesc(0))['location'] == 'internal'], 'delete')
-
-
-def check_monitor_name(dom: t.Any, name: str, action: str = 'create') -> None:
-    """check_monitor_names for one name (a snapshot to take, by default)."""
-    check_monitor_names(dom, [name], 'revert' if action == 'a revert' else action)
-
-
-def validate_text(text: str | None, what: str = 'description') -> str | None:
-    """Descriptions may hold any printable text, tabs and newlines, but nothing XML cannot carry exactly.
-
-    XML parsers turn a carriage return into a newline, so a description with one
-    would not come back as it was stored: it is refused rather than changed.
-    """
-    if text is not None and _CONTROL.search(text):
-        raise SnapshotError(f'The {what} {text!r} contains control characters that XML cannot carry.')
-    if text is not None and '\r' in text:
-        raise SnapshotError(f'The {what} {text!r} contains carriage returns ("\\r"), which libvirt stores as '
-                            'newlines; use "\\n" line ends so the text is kept exactly.')
-    return text
 
 
 def build_snapshot_xml(name: str, description: str | None = None, plan: t.Any = None) -> str:
@@ -379,77 +246,6 @@ def snapshot_tree(snapshots: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
     return ordered
 
 
-def domain_state(dom: t.Any) -> str:
-    return DOMAIN_STATES.get(dom.state(0)[0], 'unknown')
-
-
-AGENT_CHANNEL = 'org.qemu.guest_agent.0'
-
-
-def has_agent_channel(dom: t.Any, xml: str | None = None) -> bool:
-    """Whether the domain has the virtio channel qemu-guest-agent talks through (``xml``: its XML, if read)."""
-    targets = ET.fromstring(xml or dom.XMLDesc(0)).findall('devices/channel/target')
-    return any(target.get('name') == AGENT_CHANNEL for target in targets)
-
-
-def domain_disks(dom: t.Any, xml: str | None = None) -> list[dict[str, t.Any]]:
-    """The disks of a domain that a snapshot would cover: target, format, file (``xml``: its XML, if read)."""
-    root = ET.fromstring(xml or dom.XMLDesc(0))
-    disks = []
-    for disk in root.findall('devices/disk'):
-        if disk.get('device', 'disk') != 'disk' or disk.find('readonly') is not None:
-            continue  # CD-ROMs and read-only disks are never snapshotted
-        driver = disk.find('driver')
-        source = disk.find('source')
-        target = disk.find('target')
-        disks.append({
-            'name': target.get('dev') if target is not None else None,
-            'type': disk.get('type'),
-            'format': driver.get('type') if driver is not None else None,
-            'file': (source.get('file') or source.get('dev') or source.get('name')) if source is not None else None,
-            'snapshot': disk.get('snapshot'),
-        })
-    return disks
-
-
-def check_revert_possible(dom: t.Any, target: dict[str, t.Any]) -> None:
-    """Refuse to revert to an internal snapshot while the domain has external ones.
-
-    libvirt 9.0 does it: it puts the disks back on the images the internal snapshot lives in,
-    under the overlays of the external snapshots, which then no longer match their backing files
-    (their data, and the external snapshots, are lost).
-    """
-    if target['location'] != 'internal':
-        return
-    external = sorted(s['name'] for s in list_snapshots(dom) if s['location'] == 'external')
-    if external:
-        raise SnapshotError(
-            f'Domain "{dom.name()}" has external (disk-only) snapshots ({", ".join(external)}); reverting to the '
-            f'internal snapshot "{target["name"]}" is refused because libvirt would put the disks back on the '
-            'images below their overlays, and the overlays with the data written since would be lost. '
-            'Nothing was changed. Delete the external snapshots first (that merges the overlays back), '
-            'then revert.', domain=dom.name())
-
-
-# virDomainState PAUSED, and the virDomainPausedReason values libvirt uses while a job writes the memory
-STATE_PAUSED = 3
-_JOB_PAUSE_REASONS = {3: 'save', 9: 'snapshot'}
-CONTROL_OK = 0  # virDomainControlState: no job holds the domain
-
-
-def domain_busy(dom: t.Any) -> bool:
-    """Whether a libvirt job is talking to QEMU for the domain right now (libvirt's control info).
-
-    An internal snapshot or a revert shows for its whole length (one long monitor command);
-    an asynchronous job (a save, the block commit of an external snapshot's deletion) shows
-    only while it calls QEMU, not while it waits for QEMU's progress.
-    """
-    try:
-        return dom.controlInfo(0)[0] != CONTROL_OK
-    except LibvirtError:
-        return False  # drivers without control info (the test driver) run no jobs in the background
-
-
 def in_progress(dom: t.Any, snap: t.Any) -> bool:
     """Whether ``snap`` is still being taken: libvirt lists a snapshot from the start of its creation.
 
@@ -468,142 +264,6 @@ def in_progress(dom: t.Any, snap: t.Any) -> bool:
 
 
 IN_PROGRESS_SLACK = 5
-
-
-def wait_idle(dom: t.Any, busy_timeout: float) -> None:
-    """Wait, up to ``busy_timeout`` seconds, until no libvirt job holds ``dom``."""
-    deadline = time.monotonic() + busy_timeout
-    delay = 0.1
-    while domain_busy(dom):
-        if time.monotonic() + delay > deadline:
-            raise SnapshotError(
-                f'Domain "{dom.name()}" is still busy with another job (a snapshot, revert or save by another '
-                f'run or tool) after {busy_timeout:g} seconds; "virsh domcontrol {dom.name()}" shows how long it '
-                'has been running. Re-run when it is done, or raise busy_timeout.', domain=dom.name())
-        time.sleep(delay)
-        delay = min(delay * 2, 2.0)
-
-
-def resume_interrupted(dom: t.Any, busy_timeout: float) -> str | None:
-    """Resume a domain left paused by a snapshot or save job that libvirtd did not finish.
-
-    libvirt pauses a running domain while an internal snapshot writes its memory (paused
-    reason "save") and resumes it at the end. If libvirtd is killed meanwhile, QEMU finishes
-    writing, but libvirt 9.0 does not resume the domain when it comes back: the guest stays
-    paused for ever. A domain paused for such a reason while no job holds it can only be that;
-    resuming it restores the state it was in. While a job still holds it, it is another run's
-    snapshot or save in progress: libvirt resumes the domain itself when that ends. Returns a
-    warning when the domain was resumed.
-    """
-    state, reason = dom.state(0)
-    if state != STATE_PAUSED or reason not in _JOB_PAUSE_REASONS or domain_busy(dom):
-        return None
-    try:
-        # libvirt's job lock makes this wait for an asynchronous job that still runs (a save)
-        retry_busy(dom.resume, busy_timeout)
-    except LibvirtError as exc:
-        if domain_state(dom) != 'paused':
-            return None  # a job was still running after all, and its end settled the state (a save shuts off)
-        raise SnapshotError(describe(exc, f'Resuming domain "{dom.name()}", left paused by an unfinished '
-                                          f'{_JOB_PAUSE_REASONS[reason]} job'), domain=dom.name()) from None
-    return (f'Domain "{dom.name()}" was paused (reason: {_JOB_PAUSE_REASONS[reason]}) with no libvirt job running: '
-            'left so by a snapshot or save that libvirtd did not finish (it stopped or restarted during it). '
-            'It was resumed.')
-
-
-# Room needed besides the guest's memory by a snapshot with memory: device memory (video RAM, ROMs) and
-# device state are saved with it.
-MEMORY_SNAPSHOT_MARGIN = 64 << 20
-# Less free space than this under the image after a failed memory snapshot: the storage ran full.
-STORAGE_FULL = 16 << 20
-
-
-def _memory_disk(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> dict[str, t.Any] | None:
-    """The disk QEMU writes the memory of an internal snapshot into: the first one that takes part."""
-    for disk in domain_disks(dom) if disks is None else disks:
-        if disk['snapshot'] != 'no' and disk['type'] == 'file' and disk['file']:
-            return disk
-    return None
-
-
-def free_bytes(path: str) -> int | None:
-    """Bytes free for unprivileged users on the file system of ``path`` (None when it cannot be read here)."""
-    try:
-        stats = os.statvfs(os.path.dirname(path) or '.')
-    except OSError:
-        return None
-    return stats.f_bavail * stats.f_frsize
-
-
-def check_free_space(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> None:
-    """Refuse a snapshot with memory that may not fit on the file system of the image that would hold it.
-
-    A memory snapshot that runs out of space fails, and what QEMU wrote of the memory until then
-    stays allocated in the image: the file system is full afterwards, and QEMU pauses the guest at
-    its next write that needs room. Call only when the disks are this machine's files (local URI).
-    ``disks``: as domain_disks, when already read.
-    """
-    disk = _memory_disk(dom, disks)
-    free = free_bytes(disk['file']) if disk else None
-    if disk is None or free is None:
-        return
-    memory = dom.info()[2] * 1024  # the guest's current memory, KiB
-    needed = memory + MEMORY_SNAPSHOT_MARGIN
-    if free < needed:
-        raise SnapshotError(
-            f'Domain "{dom.name()}": a snapshot with memory needs up to {needed >> 20} MiB (the guest\'s '
-            f'{memory >> 20} MiB of memory and {MEMORY_SNAPSHOT_MARGIN >> 20} MiB of device state) on the file '
-            f'system of {disk["file"]}, and it has {free >> 20} MiB free. Nothing was changed: a memory snapshot '
-            'that runs out of space leaves the file system full, and the guest is paused at its next write. '
-            'Free space there, or take a disk-only snapshot (disk_only: true).',
-            domain=dom.name(), needed=needed, free=free)
-
-
-def storage_full_note(dom: t.Any) -> str:
-    """After a failed memory snapshot: what is left when the storage under the memory image is (nearly) full."""
-    disk = _memory_disk(dom)
-    free = free_bytes(disk['file']) if disk else None
-    if disk is None or free is None or free >= STORAGE_FULL:
-        return ''
-    return (f' The file system of {disk["file"]} is full ({free >> 20} MiB free): the memory ran out of room. '
-            'No snapshot was recorded and the image is intact, but QEMU keeps what it wrote of the memory '
-            'allocated in it (a later snapshot reuses that room): free space there now, a guest that cannot '
-            'write to its disk is paused.')
-
-
-def is_local_uri(uri: str) -> bool:
-    """Whether the URI names libvirt on this machine (so its files are this machine's files)."""
-    return parse_uri(uri).host.lower() in ('', 'localhost')  # not urlsplit: a password may hold "/", "#", "@"
-
-
-def tighten_modes(facts: dict[str, t.Any]) -> None:
-    """Overlays and memory files hold guest data: readable by their owner only.
-
-    libvirt before 11.10 makes the overlays of offline external snapshots 0644 (CVE-2025-13193).
-    """
-    paths = [d.get('file') for d in facts['disks'] if d.get('snapshot') == 'external'] + [facts.get('memory_file')]
-    for path in paths:
-        if path and os.path.isfile(path):
-            mode = os.stat(path).st_mode & 0o777
-            if mode & 0o077:
-                os.chmod(path, mode & 0o700)
-
-
-def hide_memory(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> None:
-    """The image that now holds the guest's memory (a full internal snapshot): not readable by other users.
-
-    Only the permissions of others are removed; the owner and group (which QEMU may need) keep theirs.
-    ``disks``: as domain_disks, when already read (an internal snapshot does not change them).
-    """
-    disk = _memory_disk(dom, disks)
-    if disk is None or not os.path.isfile(disk['file']):
-        return
-    try:
-        mode = os.stat(disk['file']).st_mode & 0o7777
-        if mode & 0o007:
-            os.chmod(disk['file'], mode & ~0o007)
-    except OSError:
-        pass  # not ours to change (another owner, a read-only mount): the file keeps the mode it had
 
 
 def create_snapshot(dom: t.Any, name: str, description: str | None = None, plan: t.Any = None,
@@ -702,44 +362,3 @@ def summary(facts: dict[str, t.Any] | None) -> dict[str, t.Any]:
         'description': facts.get('description'),
         'location': facts.get('location'),
     }
-
-
-_DURATION = re.compile(r'([0-9]+)\s*([smhdw])', re.ASCII)
-_ASCII_DIGITS = re.compile('[0-9]+', re.ASCII)
-
-
-def _bounded_int(digits: str) -> int:
-    """int(digits), or more than DURATION_MAX for a number too long to be a duration (no huge int is made)."""
-    return int(digits) if len(digits) <= 20 else DURATION_MAX + 1
-
-
-_UNIT_SECONDS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
-
-
-# The longest duration taken: 1000 years (longer ones reach before the epoch, and beyond what a float holds).
-DURATION_MAX = 1000 * 366 * 86400
-
-
-def parse_duration(text: str, what: str = 'older_than') -> int:
-    """``'12h'``, ``'7d'``, ``'1d12h'``, ``'90m'``, ``'3600'`` -> seconds (ASCII digits only).
-
-    ``what``: the option, for messages.
-    """
-    text = str(text).strip().lower()
-    pos = 0
-    total = 0
-    if _ASCII_DIGITS.fullmatch(text):
-        total, pos = _bounded_int(text), len(text)
-    else:
-        for match in _DURATION.finditer(text):
-            if match.start() != pos and text[pos:match.start()].strip():
-                break
-            total += _bounded_int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-    if not text or pos == 0 or text[pos:].strip():
-        raise SnapshotError(f'Cannot read the duration "{text[:40]}" of {what}: use a number of seconds or '
-                            'units s, m, h, d, w such as 12h, 7d or 1d12h.')
-    if total > DURATION_MAX:
-        raise SnapshotError(f'The duration "{text[:40]}" of {what} is longer than 1000 years; '
-                            'use a number of seconds or units s, m, h, d, w such as 12h, 7d or 1d12h.')
-    return total

@@ -241,6 +241,18 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     run_batch,
     with_diff,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
+    domain_disks,
+    domain_state,
+    has_agent_channel,
+    resume_interrupted,
+    wait_idle,
+)
+from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
+    check_monitor_delete,
+    validate_name,
+    validate_text,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import LOCATIONS, Plan, plan_new_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
@@ -248,28 +260,20 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
     SnapshotError,
     describe,
+    is_local_uri,
     retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     CREATE_CURRENT,
     CREATE_REDEFINE,
-    check_monitor_delete,
     create_snapshot,
     delete_snapshot,
     delete_with_descendants,
-    domain_disks,
-    domain_state,
-    has_agent_channel,
     in_progress,
-    is_local_uri,
     lookup_snapshot,
     replace_description,
-    resume_interrupted,
     snapshot_facts,
     summary,
-    validate_name,
-    validate_text,
-    wait_idle,
 )
 
 

@@ -586,13 +586,20 @@ libvirt_version:
 
 import typing as t
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
+    domain_busy,
+    domain_disks,
+    domain_state,
+    has_agent_channel,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
-    ERR_NO_DOMAIN,
     AnsibleLibvirtModule,
+    ERR_NO_DOMAIN,
     LibvirtError,
     SnapshotError,
     describe,
     error_code,
+    is_local_uri,
     version_text,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._qcow2 import (
@@ -606,16 +613,8 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._sizes import (
     snapshot_sizes,
     storage_summary,
 )
-from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
-    domain_busy,
-    domain_disks,
-    domain_state,
-    free_bytes,
-    has_agent_channel,
-    is_local_uri,
-    list_snapshots,
-    snapshot_tree,
-)
+from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import list_snapshots, snapshot_tree
+from ansible_collections.kvm.snapshots.plugins.module_utils._storage import free_bytes
 
 
 class SnapshotInfo:

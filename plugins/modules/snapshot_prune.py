@@ -274,6 +274,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     run_batch,
     with_diff,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._guards import check_monitor_names
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
@@ -281,13 +282,14 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     SnapshotError,
     describe,
 )
-from ansible_collections.kvm.snapshots.plugins.module_utils._retention import KEEP_OPTIONS, Decision, Policy, plan
-from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
-    check_monitor_names,
-    delete_snapshot,
-    list_snapshots,
+from ansible_collections.kvm.snapshots.plugins.module_utils._retention import (
+    KEEP_OPTIONS,
+    Decision,
+    Policy,
     parse_duration,
+    plan,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import delete_snapshot, list_snapshots
 
 
 def read_snapshots(dom: t.Any) -> list[dict[str, t.Any]]:

@@ -160,6 +160,13 @@ safety_snapshot_created:
 import time
 import typing as t
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import domain_disks, domain_state
+from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
+    check_monitor_name,
+    check_revert_possible,
+    validate_name,
+    validate_text,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import (
     EXTERNAL_REVERT,
@@ -169,28 +176,22 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._kind import (
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
-    LibvirtError,
     ERR_INVALID_ARG,
+    LibvirtError,
     SnapshotError,
     describe,
     error_code,
+    is_local_uri,
     retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     REVERT_FORCE,
     REVERT_PAUSED,
     REVERT_RUNNING,
-    check_monitor_name,
-    check_revert_possible,
     create_snapshot,
-    domain_disks,
-    domain_state,
-    is_local_uri,
     list_snapshots,
     lookup_snapshot,
     snapshot_facts,
-    validate_name,
-    validate_text,
 )
 
 # What libvirt says when a revert would need a file that exists: its new overlays are named after the second

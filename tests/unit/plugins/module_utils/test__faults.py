@@ -20,7 +20,10 @@ import libvirt
 import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt as lv
+from ansible_collections.kvm.snapshots.plugins.module_utils import _domain as d
+from ansible_collections.kvm.snapshots.plugins.module_utils import _guards as g
 from ansible_collections.kvm.snapshots.plugins.module_utils import _snapshot as s
+from ansible_collections.kvm.snapshots.plugins.module_utils import _storage as sto
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
 
 TEST_URI = 'test:///default'
@@ -153,67 +156,67 @@ class _JobDomain:
 
 
 def test_resume_a_domain_left_paused_by_an_interrupted_snapshot():
-    dom = _JobDomain(s.STATE_PAUSED, 3)  # paused, reason "save", no job
-    warning = s.resume_interrupted(dom, busy_timeout=5)
+    dom = _JobDomain(d.STATE_PAUSED, 3)  # paused, reason "save", no job
+    warning = d.resume_interrupted(dom, busy_timeout=5)
     assert dom.resumed == 1
     assert 'was paused (reason: save) with no libvirt job running' in warning and 'It was resumed' in warning
 
 
 def test_a_save_that_was_still_running_settles_the_state():
     """The lock made resume wait for a save, which shut the domain off: nothing to resume, no error."""
-    dom = _JobDomain(s.STATE_PAUSED, 3)
+    dom = _JobDomain(d.STATE_PAUSED, 3)
 
     def save_ended():
         dom._state = [5, 2]  # pylint: disable=protected-access
         raise fake_error(55, 'Requested operation is not valid: domain is not running')
 
     dom.resume = save_ended
-    assert s.resume_interrupted(dom, busy_timeout=5) is None
+    assert d.resume_interrupted(dom, busy_timeout=5) is None
 
 
 def test_resume_that_fails_for_another_reason_says_so():
-    dom = _JobDomain(s.STATE_PAUSED, 3)
+    dom = _JobDomain(d.STATE_PAUSED, 3)
 
     def broken():
         raise fake_error(1, 'internal error: unable to execute QEMU command cont')
 
     dom.resume = broken
     with pytest.raises(SnapshotError, match=r'Resuming domain "web1", left paused by an unfinished save job failed'):
-        s.resume_interrupted(dom, busy_timeout=5)
+        d.resume_interrupted(dom, busy_timeout=5)
 
 
 @pytest.mark.parametrize('state, reason', [(1, 1), (3, 1), (3, 2), (5, 1)])
 def test_leave_other_states_alone(state, reason):
     """Running, paused by the user, paused for a migration, shut off: nothing to do."""
     dom = _JobDomain(state, reason)
-    assert s.resume_interrupted(dom, busy_timeout=5) is None
+    assert d.resume_interrupted(dom, busy_timeout=5) is None
     assert dom.resumed == 0
 
 
 def test_a_running_job_is_not_interrupted():
     """Paused for a snapshot that is still being taken (another run): libvirt resumes it at the end."""
-    dom = _JobDomain(s.STATE_PAUSED, 9, busy=(True,))
-    assert s.resume_interrupted(dom, busy_timeout=5) is None
+    dom = _JobDomain(d.STATE_PAUSED, 9, busy=(True,))
+    assert d.resume_interrupted(dom, busy_timeout=5) is None
     assert dom.resumed == 0
 
 
 def test_wait_idle_waits_for_the_job():
     dom = _JobDomain(1, 1, busy=(True, True, False))
-    s.wait_idle(dom, busy_timeout=10)
-    assert not s.domain_busy(dom)
+    d.wait_idle(dom, busy_timeout=10)
+    assert not d.domain_busy(dom)
 
 
 def test_wait_idle_gives_up_and_says_what_is_busy():
     dom = _JobDomain(1, 1, busy=(True,))
     with pytest.raises(SnapshotError, match=r'still busy with another job .* after 0\.3 seconds.*busy_timeout'):
-        s.wait_idle(dom, busy_timeout=0.3)
+        d.wait_idle(dom, busy_timeout=0.3)
 
 
 def test_domain_busy_on_a_driver_without_control_info():
     conn = libvirt.open(TEST_URI)
     try:
         dom = conn.lookupByName('test')  # the test driver's own domain
-        assert s.domain_busy(dom) is False
+        assert d.domain_busy(dom) is False
     finally:
         conn.close()
 
@@ -247,9 +250,9 @@ def _statvfs_with(free_bytes):
 
 
 def test_memory_snapshot_refused_without_room(monkeypatch, tmp_path):
-    monkeypatch.setattr(s.os, 'statvfs', _statvfs_with(500 << 20))
+    monkeypatch.setattr(sto.os, 'statvfs', _statvfs_with(500 << 20))
     with pytest.raises(SnapshotError) as raised:
-        s.check_free_space(_DiskDomain(tmp_path / 'web1.qcow2', memory_mib=1024))
+        g.check_free_space(_DiskDomain(tmp_path / 'web1.qcow2', memory_mib=1024))
     msg = raised.value.msg
     assert 'needs up to 1088 MiB' in msg and 'has 500 MiB free' in msg and 'Nothing was changed' in msg
     assert 'disk_only: true' in msg
@@ -257,35 +260,35 @@ def test_memory_snapshot_refused_without_room(monkeypatch, tmp_path):
 
 
 def test_memory_snapshot_with_room(monkeypatch, tmp_path):
-    monkeypatch.setattr(s.os, 'statvfs', _statvfs_with(1088 << 20))
-    s.check_free_space(_DiskDomain(tmp_path / 'web1.qcow2', memory_mib=1024))
+    monkeypatch.setattr(sto.os, 'statvfs', _statvfs_with(1088 << 20))
+    g.check_free_space(_DiskDomain(tmp_path / 'web1.qcow2', memory_mib=1024))
 
 
 def test_free_space_not_checked_where_it_cannot_be_read(monkeypatch, tmp_path):
     def unreadable(_path):
         raise FileNotFoundError(_path)
 
-    monkeypatch.setattr(s.os, 'statvfs', unreadable)
-    s.check_free_space(_DiskDomain(tmp_path / 'web1.qcow2'))  # a remote host's path, say
-    s.check_free_space(_DiskDomain(tmp_path / 'web1.qcow2', excluded=True))  # no disk takes part
+    monkeypatch.setattr(sto.os, 'statvfs', unreadable)
+    g.check_free_space(_DiskDomain(tmp_path / 'web1.qcow2'))  # a remote host's path, say
+    g.check_free_space(_DiskDomain(tmp_path / 'web1.qcow2', excluded=True))  # no disk takes part
 
 
 def test_storage_full_note(monkeypatch, tmp_path):
     dom = _DiskDomain(tmp_path / 'web1.qcow2')
-    monkeypatch.setattr(s.os, 'statvfs', _statvfs_with(1 << 20))
-    note = s.storage_full_note(dom)
+    monkeypatch.setattr(sto.os, 'statvfs', _statvfs_with(1 << 20))
+    note = sto.storage_full_note(dom)
     assert 'is full (1 MiB free)' in note and 'No snapshot was recorded' in note
-    monkeypatch.setattr(s.os, 'statvfs', _statvfs_with(10 << 30))
-    assert s.storage_full_note(dom) == ''
+    monkeypatch.setattr(sto.os, 'statvfs', _statvfs_with(10 << 30))
+    assert sto.storage_full_note(dom) == ''
 
 
 def test_hide_memory(tmp_path):
     image = tmp_path / 'web1.qcow2'
     image.write_bytes(b'')
     os.chmod(image, 0o664)
-    s.hide_memory(_DiskDomain(image))
+    sto.hide_memory(_DiskDomain(image))
     assert stat.S_IMODE(os.stat(image).st_mode) == 0o660  # others lose access, owner and group keep theirs
-    s.hide_memory(_DiskDomain(tmp_path / 'gone.qcow2'))  # nothing to do, no error
+    sto.hide_memory(_DiskDomain(tmp_path / 'gone.qcow2'))  # nothing to do, no error
 
 
 # names libvirt 9.0 passes to QEMU's monitor unescaped, and names libvirt 10.9 and later make QMP job ids of
@@ -309,14 +312,14 @@ class _Driver:
 @pytest.mark.parametrize('name', ['say "hi"', 'back\\slash', '"'])
 def test_monitor_unsafe_names_refused_on_qemu(name):
     with pytest.raises(SnapshotError, match="QEMU's monitor without escaping it") as raised:
-        s.check_monitor_name(_Driver('QEMU'), name)
+        g.check_monitor_name(_Driver('QEMU'), name)
     assert 'Nothing was changed' in raised.value.msg
-    s.check_monitor_name(_Driver('Test'), name)  # other drivers do not use the monitor
+    g.check_monitor_name(_Driver('Test'), name)  # other drivers do not use the monitor
 
 
 @pytest.mark.parametrize('name', ["it's <b>&amp;", '-d', '$(id)', 'ünïcødé', 'with space'])
 def test_other_names_pass(name):
-    s.check_monitor_name(_Driver('QEMU'), name)
+    g.check_monitor_name(_Driver('QEMU'), name)
 
 
 @pytest.mark.parametrize('action, advice', [
@@ -328,29 +331,29 @@ def test_other_names_pass(name):
 def test_one_monitor_rule_for_every_action(action, advice):
     """create, revert, delete and prune share the rule; each refusal names every unsafe snapshot and what to do."""
     with pytest.raises(SnapshotError) as raised:
-        s.check_monitor_names(_Driver('QEMU'), ['fine', 'x\\', 'q"'], action)
+        g.check_monitor_names(_Driver('QEMU'), ['fine', 'x\\', 'q"'], action)
     msg = raised.value.msg
     assert "'x\\\\'" in msg and """'q"'""" in msg and "'fine'" not in msg, msg
     assert advice in msg and 'Nothing was changed' in msg, msg
     assert raised.value.details['snapshots'] == ['x\\', 'q"']
-    s.check_monitor_names(_Driver('QEMU', active=False), ['x\\'], action)  # shut off: qemu-img takes any name
-    s.check_monitor_names(_Driver('QEMU'), ['fine', "it's"], action)
+    g.check_monitor_names(_Driver('QEMU', active=False), ['x\\'], action)  # shut off: qemu-img takes any name
+    g.check_monitor_names(_Driver('QEMU'), ['fine', "it's"], action)
 
 
 @pytest.mark.parametrize('name', ['with space', 'ünïcødé', "it's", 'a:b', 'x+y', 'say "hi"', 'back\\slash'])
 def test_names_that_are_no_qmp_job_id_refused_from_libvirt_10_9(name):
     with pytest.raises(SnapshotError) as raised:
-        s.check_monitor_name(_Driver('QEMU', version=11_003_000), name)
+        g.check_monitor_name(_Driver('QEMU', version=11_003_000), name)
     msg = raised.value.msg
     assert 'runs it as a QEMU job named after the snapshot' in msg and 'Nothing was changed' in msg, msg
     assert 'letters, digits, ".", "-" and "_"' in msg and 'location: external' in msg, msg
-    s.check_monitor_name(_Driver('QEMU', active=False, version=11_003_000), name)  # shut off: qemu-img
+    g.check_monitor_name(_Driver('QEMU', active=False, version=11_003_000), name)  # shut off: qemu-img
 
 
 @pytest.mark.parametrize('name', ['pre-change-20261130T010203Z', 'nightly_1.2', '-d', '9'])
 def test_qmp_job_id_names_pass_on_every_version(name):
     for version in (9_000_000, 10_009_000, 11_003_000):
-        s.check_monitor_name(_Driver('QEMU', version=version), name)
+        g.check_monitor_name(_Driver('QEMU', version=version), name)
 
 
 # reverting between the kinds
@@ -362,18 +365,18 @@ def _facts(name, location):
 def test_revert_to_internal_refused_while_external_exist(monkeypatch):
     dom = SimpleNamespace(name=lambda: 'web1')
     snapshots = [_facts('internal-1', 'internal'), _facts('external-2', 'external'), _facts('external-1', 'external')]
-    monkeypatch.setattr(s, 'list_snapshots', lambda _dom: snapshots)
+    monkeypatch.setattr(g, 'list_snapshots', lambda _dom: snapshots)
     with pytest.raises(SnapshotError) as raised:
-        s.check_revert_possible(dom, _facts('internal-1', 'internal'))
+        g.check_revert_possible(dom, _facts('internal-1', 'internal'))
     assert 'has external (disk-only) snapshots (external-1, external-2)' in raised.value.msg
     assert 'reverting to the internal snapshot "internal-1" is refused' in raised.value.msg
-    s.check_revert_possible(dom, _facts('external-1', 'external'))  # refused elsewhere (needs libvirt 9.9)
+    g.check_revert_possible(dom, _facts('external-1', 'external'))  # refused elsewhere (needs libvirt 9.9)
 
 
 def test_revert_to_internal_without_external(monkeypatch):
     dom = SimpleNamespace(name=lambda: 'web1')
-    monkeypatch.setattr(s, 'list_snapshots', lambda _dom: [_facts('internal-1', 'internal')])
-    s.check_revert_possible(dom, _facts('internal-1', 'internal'))
+    monkeypatch.setattr(g, 'list_snapshots', lambda _dom: [_facts('internal-1', 'internal')])
+    g.check_revert_possible(dom, _facts('internal-1', 'internal'))
 
 
 # a snapshot listed while another run still takes it

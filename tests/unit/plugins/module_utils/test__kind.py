@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _kind as k
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
-from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import domain_disks, domain_state
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import domain_disks, domain_state
 
 V9_0, V9_9, V10_10, V11_3, V11_4 = 9_000_000, 9_009_000, 10_010_000, 11_003_000, 11_004_000
 

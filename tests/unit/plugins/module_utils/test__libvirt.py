@@ -1,7 +1,7 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The error mapping and the busy-domain retry of module_utils/_libvirt.py."""
+"""The error mapping, the busy-domain retry and the local-URI check of module_utils/_libvirt.py."""
 
 from __future__ import annotations
 
@@ -173,3 +173,9 @@ def test_connecting_to_a_refused_port_fails_fast_with_a_plain_message():
         libvirt.open(uri)
     msg = _libvirt.connect_failure(raised.value, uri)
     assert f'nothing accepts SSH connections at 127.0.0.1:{port} (connection refused)' in msg
+
+
+def test_is_local_uri():
+    assert _libvirt.is_local_uri('qemu:///system')
+    assert _libvirt.is_local_uri('qemu+ssh://localhost/system')
+    assert not _libvirt.is_local_uri('qemu+ssh://root@hv1.example.com/system')

@@ -1,7 +1,8 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The retention plan of snapshot_prune (keep_last, the keep_* tiers, older_than) on hand-built creation times."""
+"""The retention plan of snapshot_prune (keep_last, the keep_* tiers, older_than) on hand-built creation times,
+and the durations it reads (parse_duration)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _retention as r
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
 
 
 def epoch(text):
@@ -345,3 +347,45 @@ def test_a_second_run_deletes_nothing(snapshots, policy):
     gone = deleted_set(snapshots, policy)
     left = [s for s in snapshots if s['name'] not in gone]
     assert deleted_set(left, policy) == set()
+
+
+# parse_duration
+
+@pytest.mark.parametrize('text, seconds', [
+    ('12h', 12 * 3600),
+    ('7d', 7 * 86400),
+    ('1d12h', 36 * 3600),
+    ('1d 12h', 36 * 3600),
+    ('90m', 5400),
+    ('30s', 30),
+    ('2w', 14 * 86400),
+    ('3600', 3600),
+    (' 2W ', 14 * 86400),
+    ('1w2d3h4m5s', 604800 + 2 * 86400 + 3 * 3600 + 4 * 60 + 5),
+    ('0', 0),
+    (3600, 3600),
+])
+def test_parse_duration(text, seconds):
+    assert r.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize('text', ['', '  ', 'abc', 'd', '12x', '12 days', '1.5h', '-5', '-1d', '1d-2h',
+                                  'x12h', '12h junk', '1d12', '12h x3d'])
+def test_parse_duration_refuses(text):
+    with pytest.raises(SnapshotError, match='Cannot read the duration') as raised:
+        r.parse_duration(text)
+    assert '12h, 7d or 1d12h' in raised.value.msg and 'older_than' in raised.value.msg
+
+
+@pytest.mark.parametrize('text', ['\u00b2', '\u00b2d', '\u0661\u0662h', '\u0663', '\uff11\uff12'])
+def test_parse_duration_ascii_digits_only(text):
+    """str.isdigit() and \\d accept superscripts and other scripts' digits that int() cannot read, or reads."""
+    with pytest.raises(SnapshotError, match='Cannot read the duration'):
+        r.parse_duration(text)
+
+
+@pytest.mark.parametrize('text', ['9' * 400, '9' * 400 + 'd', '1' * 25 + 's', '60000w'])
+def test_parse_duration_too_long(text):
+    with pytest.raises(SnapshotError, match='longer than 1000 years') as raised:
+        r.parse_duration(text, 'keep_for')
+    assert 'keep_for' in raised.value.msg

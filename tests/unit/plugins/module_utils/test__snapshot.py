@@ -1,19 +1,16 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The snapshot model: pure functions, and the few readers checked on libvirt's test driver."""
+"""The snapshot model (module_utils/_snapshot.py): pure functions, and the few readers checked on libvirt's test driver."""
 
 from __future__ import annotations
 
-import os
-import stat
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import Plan
 from ansible_collections.kvm.snapshots.plugins.module_utils import _snapshot as s
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
 
 TEST_URI = 'test:///default'
 
@@ -25,50 +22,6 @@ HOSTILE_TEXT = [
     'ünïcödé ✓ 快照 🐧',
     '<!-- c --><?pi x?>',
 ]
-
-
-# validate_name / validate_text
-
-@pytest.mark.parametrize('name', ['', '   ', None, 42])
-def test_validate_name_refuses_empty(name):
-    with pytest.raises(SnapshotError, match='must not be empty'):
-        s.validate_name(name)
-
-
-@pytest.mark.parametrize('name', ['a/b', '/', 'pre/', '../x'])
-def test_validate_name_refuses_slash(name):
-    with pytest.raises(SnapshotError, match='contains "/"'):
-        s.validate_name(name)
-
-
-@pytest.mark.parametrize('name', ['.hidden', '.'])
-def test_validate_name_refuses_leading_dot(name):
-    with pytest.raises(SnapshotError, match=r'starts with "\."'):
-        s.validate_name(name)
-
-
-@pytest.mark.parametrize('name', ['a\x00b', 'bell\x07', 'tab\tname', 'new\nline', 'cr\r', 'del\x7f', 'esc\x1b[0m'])
-def test_validate_name_refuses_control_characters(name):
-    with pytest.raises(SnapshotError, match='control characters') as raised:
-        s.validate_name(name)
-    assert repr(name) in raised.value.msg  # shown escaped, so the person sees what is wrong
-
-
-@pytest.mark.parametrize('name', HOSTILE_TEXT + ['pre-upgrade', 'a.b', 'with space', 'trailing.'])
-def test_validate_name_accepts_anything_else(name):
-    assert s.validate_name(name) == name
-
-
-def test_validate_name_says_what_was_checked():
-    with pytest.raises(SnapshotError, match='The safety snapshot name must not be empty'):
-        s.validate_name('', 'safety snapshot name')
-
-
-def test_validate_text():
-    assert s.validate_text(None) is None
-    assert s.validate_text('two\nlines\tand <xml> & "quotes"') == 'two\nlines\tand <xml> & "quotes"'
-    with pytest.raises(SnapshotError, match='control characters'):
-        s.validate_text('nul\x00')
 
 
 # build_snapshot_xml / replace_description
@@ -201,59 +154,6 @@ def test_summary():
                                 'description': 'Before <upgrade> & more', 'location': 'internal'}
 
 
-# parse_duration
-
-@pytest.mark.parametrize('text, seconds', [
-    ('12h', 12 * 3600),
-    ('7d', 7 * 86400),
-    ('1d12h', 36 * 3600),
-    ('1d 12h', 36 * 3600),
-    ('90m', 5400),
-    ('30s', 30),
-    ('2w', 14 * 86400),
-    ('3600', 3600),
-    (' 2W ', 14 * 86400),
-    ('1w2d3h4m5s', 604800 + 2 * 86400 + 3 * 3600 + 4 * 60 + 5),
-    ('0', 0),
-    (3600, 3600),
-])
-def test_parse_duration(text, seconds):
-    assert s.parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize('text', ['', '  ', 'abc', 'd', '12x', '12 days', '1.5h', '-5', '-1d', '1d-2h',
-                                  'x12h', '12h junk', '1d12', '12h x3d'])
-def test_parse_duration_refuses(text):
-    with pytest.raises(SnapshotError, match='Cannot read the duration') as raised:
-        s.parse_duration(text)
-    assert '12h, 7d or 1d12h' in raised.value.msg and 'older_than' in raised.value.msg
-
-
-@pytest.mark.parametrize('text', ['\u00b2', '\u00b2d', '\u0661\u0662h', '\u0663', '\uff11\uff12'])
-def test_parse_duration_ascii_digits_only(text):
-    """str.isdigit() and \\d accept superscripts and other scripts' digits that int() cannot read, or reads."""
-    with pytest.raises(SnapshotError, match='Cannot read the duration'):
-        s.parse_duration(text)
-
-
-@pytest.mark.parametrize('text', ['9' * 400, '9' * 400 + 'd', '1' * 25 + 's', '60000w'])
-def test_parse_duration_too_long(text):
-    with pytest.raises(SnapshotError, match='longer than 1000 years') as raised:
-        s.parse_duration(text, 'keep_for')
-    assert 'keep_for' in raised.value.msg
-
-
-def test_name_limit_in_utf8_bytes():
-    assert s.validate_name('a' * s.NAME_MAX_BYTES) and s.NAME_MAX_BYTES == 247
-    assert s.validate_name('\u00e9' * 123 + 'c')  # 247 bytes
-    for name in ('a' * 248, '\u00e9' * 124, '\U0001f600' * 62):
-        with pytest.raises(SnapshotError, match='limits names to 247 bytes') as raised:
-            s.validate_name(name)
-        assert 'Nothing was changed' in raised.value.msg
-    with pytest.raises(SnapshotError, match='not valid Unicode'):
-        s.validate_name('x\ud800')
-
-
 # snapshot_tree
 
 def _flat(name, parent):
@@ -298,27 +198,6 @@ def test_snapshot_tree_of_a_part_makes_orphans_roots():
 
 # readers, on the test driver (make_domain: tests/unit/conftest.py)
 
-def scratch_and_cdrom_xml(name):
-    """A shut-off domain with a qcow2 disk, a raw scratch disk left out of snapshots and a CD-ROM."""
-    return f"""<domain type='test'>
-  <name>{name}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type></os>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/><source file='/guest/{name}.img'/><target dev='vda' bus='virtio'/>
-    </disk>
-    <disk type='file' device='disk' snapshot='no'>
-      <driver name='qemu' type='raw'/><source file='/guest/{name}-scratch.raw'/><target dev='vdb' bus='virtio'/>
-    </disk>
-    <disk type='file' device='cdrom'>
-      <driver name='qemu' type='raw'/><source file='/guest/install.iso'/><target dev='hdc' bus='ide'/><readonly/>
-    </disk>
-  </devices>
-</domain>"""
-
-
 def test_list_snapshots_parents_first_siblings_oldest_first(make_domain, add_snapshot):
     dom = make_domain('shutoff')
     # defined in an order that is neither by age nor by name
@@ -346,37 +225,6 @@ def test_lookup_snapshot_and_facts(make_domain):
     assert facts['children'] == ['second']
     assert facts['current'] is False
     assert s.snapshot_facts(s.lookup_snapshot(dom, 'second'), dom.name())['current'] is True
-
-
-def test_domain_disks_skips_cdroms(make_domain):
-    dom = make_domain('shutoff', xml=scratch_and_cdrom_xml)
-    disks = s.domain_disks(dom)
-    assert [(d['name'], d['format'], d['snapshot']) for d in disks] == [('vda', 'qcow2', None), ('vdb', 'raw', 'no')]
-    assert disks[0]['file'] == f'/guest/{dom.name()}.img'
-
-
-# local files
-
-def test_is_local_uri():
-    assert s.is_local_uri('qemu:///system')
-    assert s.is_local_uri('qemu+ssh://localhost/system')
-    assert not s.is_local_uri('qemu+ssh://root@hv1.example.com/system')
-
-
-def test_tighten_modes(tmp_path):
-    overlay = tmp_path / 'web1.pre'
-    overlay.write_bytes(b'')
-    os.chmod(overlay, 0o644)
-    internal = tmp_path / 'web1.qcow2'
-    internal.write_bytes(b'')
-    os.chmod(internal, 0o644)
-    s.tighten_modes({'disks': [
-        {'name': 'vda', 'snapshot': 'external', 'file': str(overlay)},
-        {'name': 'vdb', 'snapshot': 'internal', 'file': str(internal)},
-        {'name': 'vdc', 'snapshot': 'external', 'file': str(tmp_path / 'not-there')},
-    ]})
-    assert stat.S_IMODE(os.stat(overlay).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(internal).st_mode) == 0o644
 
 
 @pytest.mark.parametrize('epoch', [253402300800, 10 ** 15])  # 10000-01-01 and far beyond
