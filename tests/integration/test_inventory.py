@@ -107,9 +107,11 @@ def _plain(value: dict[str, t.Any]) -> t.Any:
 
 
 def virsh_domains(lab: t.Any) -> set[str]:
+    """The domains virsh lists that the entries' include globs name (other tests' lab domains share the prefix)."""
     listed = lab.virsh('list', '--all', '--name')
     assert listed.returncode == 0, listed.stderr
-    return {name for name in listed.stdout.split() if name.startswith(lab.prefix)}
+    ours = tuple(f'{lab.prefix}{hv}-' for hv in ('hvlocal', 'hvssh'))
+    return {name for name in listed.stdout.split() if name.startswith(ours)}
 
 
 def test_inventory_of_two_hypervisors(lab, fleet, ssh, tmp_path, run_playbook):
