@@ -52,7 +52,6 @@ import typing as t
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HERE = REPO / 'benchmarks'
-RESULTS = HERE / 'results'
 README = HERE / 'README.md'
 README_START = '<!-- fleet results: start (written by benchmarks/fleet.py) -->'
 README_END = '<!-- fleet results: end -->'
@@ -62,6 +61,8 @@ ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).with_name('ansible-playbook'
 
 sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 import lab as lab_tool  # noqa: E402  (tests/lab/lab.py)
+
+import _results  # noqa: E402  (benchmarks/_results.py, beside this script)
 import sshd as sshd_tool  # noqa: E402  (tests/lab/sshd.py)
 
 STEPS = ('snapshot', 'prune', 'cleanup')
@@ -380,15 +381,8 @@ class Fleet:
 
 
 def save(report: str, started: datetime.datetime) -> pathlib.Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f'{started:%Y-%m-%d-%H%M}-fleet.md'
-    path.write_text(report)
-    (RESULTS / 'latest-fleet.md').write_text(report)
-    text = README.read_text()
-    if README_START in text and README_END in text:
-        head, rest = text.split(README_START, 1)
-        _old, tail = rest.split(README_END, 1)
-        README.write_text(f'{head}{README_START}\n{report}{README_END}{tail}')
+    path = _results.save(report, started, '-fleet')
+    _results.update_readme(README, README_START, README_END, report)
     return path
 
 

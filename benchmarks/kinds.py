@@ -53,13 +53,14 @@ import xml.etree.ElementTree as ET
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HERE = REPO / 'benchmarks'
-RESULTS = HERE / 'results'
 START = '<!-- snapshot kinds: start (written by benchmarks/kinds.py) -->'
 END = '<!-- snapshot kinds: end -->'
 READMES = (HERE / 'README.md', REPO / 'README.md')
 
 sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 import lab as lab_tool  # noqa: E402  (tests/lab/lab.py)
+
+import _results  # noqa: E402  (benchmarks/_results.py, beside this script)
 
 EXTERNAL_REVERT = 9_009_000
 EVENT_NAMES = {0: 'defined', 1: 'undefined', 2: 'started', 3: 'suspended', 4: 'resumed', 5: 'stopped',
@@ -523,25 +524,12 @@ def _version(number: int) -> str:
     return f'{number // 1000000}.{number // 1000 % 1000}.{number % 1000}'
 
 
-def put_between_markers(text: str, report: str) -> str:
-    """text with the part between START and END replaced by report (unchanged without the markers)."""
-    if START not in text or END not in text:
-        return text
-    head, rest = text.split(START, 1)
-    _old, tail = rest.split(END, 1)
-    return f'{head}{START}\n{report}{END}{tail}'
-
-
 def save(report: str, started: datetime.datetime) -> pathlib.Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f'{started:%Y-%m-%d-%H%M}-kinds.md'
-    path.write_text(report)
-    (RESULTS / 'latest-kinds.md').write_text(report)
+    path = _results.save(report, started, '-kinds')
     summary = report.split('<details>', 1)[0].rstrip() + '\n\nEvery run: ' + \
         '[benchmarks/results/latest-kinds.md](benchmarks/results/latest-kinds.md).\n'
     for readme, text in zip(READMES, (report, summary)):
-        if readme.exists():
-            readme.write_text(put_between_markers(readme.read_text(), text))
+        _results.update_readme(readme, START, END, text)
     return path
 
 

@@ -54,7 +54,6 @@ import xml.etree.ElementTree as ET
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HERE = REPO / 'benchmarks'
 PLAYBOOKS = HERE / 'playbooks'
-RESULTS = HERE / 'results'
 README = HERE / 'README.md'
 README_START = '<!-- latest results: start (written by benchmarks/run.py) -->'
 README_END = '<!-- latest results: end -->'
@@ -66,6 +65,8 @@ ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).with_name('ansible-playbook'
 
 sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 import lab as lab_tool  # noqa: E402  (tests/lab/lab.py)
+
+import _results  # noqa: E402  (benchmarks/_results.py, beside this script)
 
 # libvirt flag values (libvirt-domain-snapshot.h; docs/support-matrix.md lists what each kind needs)
 REDEFINE = 1
@@ -641,16 +642,8 @@ def _ansible_version() -> str:
 
 
 def save(report: str, started: datetime.datetime) -> pathlib.Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f'{started:%Y-%m-%d-%H%M}.md'
-    path.write_text(report)
-    (RESULTS / 'latest.md').write_text(report)
-    if README.exists():
-        text = README.read_text()
-        if README_START in text and README_END in text:
-            head, rest = text.split(README_START, 1)
-            _old, tail = rest.split(README_END, 1)
-            README.write_text(f'{head}{README_START}\n{report}{README_END}{tail}')
+    path = _results.save(report, started)
+    _results.update_readme(README, README_START, README_END, report)
     return path
 
 
