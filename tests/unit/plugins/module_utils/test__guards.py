@@ -9,16 +9,7 @@ import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _guards as g
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
-
-# the same hostile texts as test__snapshot.py: here they must pass the name check
-HOSTILE_TEXT = [
-    'a<b>&c"d\'e',
-    'x]]>y',
-    '<![CDATA[ x ]]>',
-    '&amp; &#x41; &lt;',
-    'ünïcödé ✓ 快照 🐧',
-    '<!-- c --><?pi x?>',
-]
+from ansible_collections.kvm.snapshots.tests.unit.plugins.module_utils.texts import HOSTILE_TEXT
 
 
 # validate_name / validate_text

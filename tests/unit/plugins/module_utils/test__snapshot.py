@@ -11,17 +11,9 @@ import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import Plan
 from ansible_collections.kvm.snapshots.plugins.module_utils import _snapshot as s
+from ansible_collections.kvm.snapshots.tests.unit.plugins.module_utils.texts import HOSTILE_TEXT
 
 TEST_URI = 'test:///default'
-
-HOSTILE_TEXT = [
-    'a<b>&c"d\'e',
-    'x]]>y',
-    '<![CDATA[ x ]]>',
-    '&amp; &#x41; &lt;',
-    'ünïcödé ✓ 快照 🐧',
-    '<!-- c --><?pi x?>',
-]
 
 
 # build_snapshot_xml / replace_description
