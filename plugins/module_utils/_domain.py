@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
     SnapshotError,
-    describe,
+    libvirt_errors,
     retry_busy,
 )
 
@@ -112,14 +112,15 @@ def resume_interrupted(dom: t.Any, busy_timeout: float) -> str | None:
     state, reason = dom.state(0)
     if state != STATE_PAUSED or reason not in _JOB_PAUSE_REASONS or domain_busy(dom):
         return None
-    try:
-        # libvirt's job lock makes this wait for an asynchronous job that still runs (a save)
-        retry_busy(dom.resume, busy_timeout)
-    except LibvirtError as exc:
-        if domain_state(dom) != 'paused':
-            return None  # a job was still running after all, and its end settled the state (a save shuts off)
-        raise SnapshotError(describe(exc, f'Resuming domain "{dom.name()}", left paused by an unfinished '
-                                          f'{_JOB_PAUSE_REASONS[reason]} job'), domain=dom.name()) from None
+    with libvirt_errors(f'Resuming domain "{dom.name()}", left paused by an unfinished {_JOB_PAUSE_REASONS[reason]} '
+                        'job', domain=dom.name()):
+        try:
+            # libvirt's job lock makes this wait for an asynchronous job that still runs (a save)
+            retry_busy(dom.resume, busy_timeout)
+        except LibvirtError:
+            if domain_state(dom) != 'paused':
+                return None  # a job was still running after all, and its end settled the state (a save shuts off)
+            raise
     return (f'Domain "{dom.name()}" was paused (reason: {_JOB_PAUSE_REASONS[reason]}) with no libvirt job running: '
             'left so by a snapshot or save that libvirtd did not finish (it stopped or restarted during it). '
             'It was resumed.')

@@ -16,6 +16,7 @@ can act on.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import threading
@@ -173,6 +174,22 @@ def retry_busy(call: t.Callable[[], t.Any], busy_timeout: float) -> t.Any:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
+
+
+@contextlib.contextmanager
+def libvirt_errors(action: str, note: t.Callable[[BaseException], str] | None = None,
+                   **details: t.Any) -> t.Iterator[None]:
+    """Turn a libvirt error raised in the block into the collection's: a SnapshotError whose message is
+    ``describe(exc, action)`` followed by ``note(exc)`` (words that depend on the error), with ``details`` as extra
+    keys of the failed result. ``action`` says what was being done ("Deleting snapshot "x" of domain "y"").
+
+    Code in the block that knows what an error means (a snapshot deleted meanwhile) catches it itself and re-raises
+    the others, which come here.
+    """
+    try:
+        yield
+    except LibvirtError as exc:
+        raise SnapshotError(describe(exc, action) + (note(exc) if note else ''), **details) from None
 
 
 # What the SSH side of a remote URI (qemu+ssh://: the ssh binary, whose stderr libvirt hands back;
@@ -530,6 +547,7 @@ class AnsibleLibvirtModule:
         self.check_mode = self.module.check_mode
         self.diff_mode = self.module._diff
         self._conn: t.Any = None
+        self._libvirt_version: int | None = None
         out_of_range = option_range_problem(self.params)
         if out_of_range:
             self.module.fail_json(msg=out_of_range)
@@ -554,6 +572,13 @@ class AnsibleLibvirtModule:
     def display_uri(self) -> str:
         """The URI as messages show it (without a password)."""
         return redact_uri(self.uri)
+
+    @property
+    def libvirt_version(self) -> int:
+        """The libvirt version of the daemon (as getLibVersion gives it; version_text makes X.Y.Z), read once."""
+        if self._libvirt_version is None:
+            self._libvirt_version = self.conn.getLibVersion()
+        return self._libvirt_version
 
     @property
     def conn(self) -> t.Any:
@@ -611,15 +636,16 @@ class AnsibleLibvirtModule:
         if '\x00' in name:  # libvirt-python cannot pass it on (ValueError), and no domain has one
             raise SnapshotError(f'The domain name {name!r} holds a NUL character; no domain is called so. '
                                 'Nothing was changed.', domain=name)
-        try:
-            return self.conn.lookupByName(name)
-        except LibvirtError as exc:
-            if error_code(exc) == ERR_NO_DOMAIN:
-                raise SnapshotError(
-                    f'Domain "{name}" does not exist on {self.display_uri} '
-                    '(check the name with "virsh list --all" on that hypervisor).',
-                    domain=name) from None
-            raise SnapshotError(describe(exc, f'Looking up domain "{name}"'), domain=name) from None
+        with libvirt_errors(f'Looking up domain "{name}"', domain=name):
+            try:
+                return self.conn.lookupByName(name)
+            except LibvirtError as exc:
+                if error_code(exc) == ERR_NO_DOMAIN:
+                    raise SnapshotError(
+                        f'Domain "{name}" does not exist on {self.display_uri} '
+                        '(check the name with "virsh list --all" on that hypervisor).',
+                        domain=name) from None
+                raise
 
     def fail(self, exc: BaseException, **extra: t.Any) -> t.NoReturn:
         """Fail the task with the message of ``exc`` and its traceback for -vvv."""

@@ -32,8 +32,8 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
     SnapshotError,
     connection_lost,
-    describe,
     error_code,
+    libvirt_errors,
     retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._storage import (
@@ -160,12 +160,18 @@ def snapshot_facts(snap: t.Any, domain_name: str, new: bool = False) -> dict[str
 
 def lookup_snapshot(dom: t.Any, name: str) -> t.Any | None:
     """The snapshot ``name`` of ``dom``, or None. One call, whatever the number of snapshots."""
-    try:
-        return dom.snapshotLookupByName(name, 0)
-    except LibvirtError as exc:
-        if error_code(exc) == ERR_NO_DOMAIN_SNAPSHOT:
-            return None
-        raise SnapshotError(describe(exc, f'Looking up snapshot "{name}" of domain "{dom.name()}"')) from None
+    with libvirt_errors(f'Looking up snapshot "{name}" of domain "{dom.name()}"'):
+        try:
+            return dom.snapshotLookupByName(name, 0)
+        except LibvirtError as exc:
+            if error_code(exc) == ERR_NO_DOMAIN_SNAPSHOT:
+                return None
+            raise
+
+
+def current_snapshot_name(dom: t.Any) -> str | None:
+    """The name of the current snapshot of ``dom`` (the one a revert without a name goes to), or None."""
+    return dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None
 
 
 # How often to read a domain's snapshots again when one disappears while they are read.
@@ -284,22 +290,25 @@ def create_snapshot(dom: t.Any, name: str, description: str | None = None, plan:
         flags = CREATE_ATOMIC | (CREATE_DISK_ONLY if plan.memory == 'no' else 0)
     if quiesce:
         flags |= CREATE_QUIESCE
-    try:
-        xml = build_snapshot_xml(name, description, plan)
-        snap = retry_busy(lambda: dom.snapshotCreateXML(xml, flags), busy_timeout)
-    except LibvirtError as exc:
+
+    def note(exc: BaseException) -> str:
         if connection_lost(exc):
-            raise SnapshotError(
-                describe(exc, f'Creating snapshot "{name}" of domain "{dom.name()}"')
-                + '. libvirtd may have finished the snapshot, or left it in the disk images only, unrecorded; '
-                'a re-run of this task finds out and finishes the job (it takes an unrecorded internal snapshot '
-                'again, which replaces it, and resumes a guest left paused).',
-                domain=dom.name()) from None
-        existing = lookup_snapshot(dom, name)
-        if existing is None:
-            note = storage_full_note(dom) if local and not external else ''
-            raise SnapshotError(describe(exc, f'Creating snapshot "{name}" of domain "{dom.name()}"') + note,
-                                domain=dom.name()) from None
+            return ('. libvirtd may have finished the snapshot, or left it in the disk images only, unrecorded; '
+                    'a re-run of this task finds out and finishes the job (it takes an unrecorded internal snapshot '
+                    'again, which replaces it, and resumes a guest left paused).')
+        return storage_full_note(dom) if local and not external else ''
+
+    xml = build_snapshot_xml(name, description, plan)
+    existing = None
+    with libvirt_errors(f'Creating snapshot "{name}" of domain "{dom.name()}"', note, domain=dom.name()):
+        try:
+            snap = retry_busy(lambda: dom.snapshotCreateXML(xml, flags), busy_timeout)
+        except LibvirtError as exc:
+            # refused because another run made the same name meanwhile: that one is the snapshot
+            existing = None if connection_lost(exc) else lookup_snapshot(dom, name)
+            if existing is None:
+                raise
+    if existing is not None:
         return snapshot_facts(existing, dom.name()), False
     facts = snapshot_facts(snap, dom.name(), new=True)
     if local and facts['location'] == 'external':
@@ -315,20 +324,21 @@ def delete_snapshot(dom: t.Any, name: str, busy_timeout: float = 0) -> bool:
     snap = lookup_snapshot(dom, name)
     if snap is None:
         return False
-    try:
-        retry_busy(lambda: snap.delete(0), busy_timeout)
-    except LibvirtError as exc:
-        if error_code(exc) == ERR_NO_DOMAIN_SNAPSHOT or lookup_snapshot(dom, name) is None:
-            return False
-        text = str(exc)
-        if 'external' in text and ('not a leaf' in text or 'non-leaf' in text or 'children' in text):
-            raise SnapshotError(
-                f'Deleting snapshot "{name}" of domain "{dom.name()}" failed: libvirt deletes an external snapshot '
-                'that has children only while the domain runs on its branch of the tree, and a revert to another '
-                'snapshot has moved the domain off it. Nothing was deleted. Delete the snapshots below it first, '
-                f'newest first, or delete it with children: true. (libvirt said: {text})', domain=dom.name()) from None
-        raise SnapshotError(describe(exc, f'Deleting snapshot "{name}" of domain "{dom.name()}"'),
-                            domain=dom.name()) from None
+    with libvirt_errors(f'Deleting snapshot "{name}" of domain "{dom.name()}"', domain=dom.name()):
+        try:
+            retry_busy(lambda: snap.delete(0), busy_timeout)
+        except LibvirtError as exc:
+            if error_code(exc) == ERR_NO_DOMAIN_SNAPSHOT or lookup_snapshot(dom, name) is None:
+                return False  # gone meanwhile (another run deleted it): as wanted
+            text = str(exc)
+            if 'external' in text and ('not a leaf' in text or 'non-leaf' in text or 'children' in text):
+                raise SnapshotError(
+                    f'Deleting snapshot "{name}" of domain "{dom.name()}" failed: libvirt deletes an external '
+                    'snapshot that has children only while the domain runs on its branch of the tree, and a revert '
+                    'to another snapshot has moved the domain off it. Nothing was deleted. Delete the snapshots below '
+                    f'it first, newest first, or delete it with children: true. (libvirt said: {text})',
+                    domain=dom.name()) from None
+            raise
     return True
 
 
@@ -341,12 +351,13 @@ def delete_with_descendants(dom: t.Any, name: str, descendants: list[str], busy_
         return
     tree = [s for s in list_snapshots(dom) if s['name'] in set(descendants) | {name}]
     if all(s['location'] == 'internal' for s in tree):
-        try:
-            retry_busy(lambda: snap.delete(DELETE_CHILDREN), busy_timeout)
-        except LibvirtError as exc:
-            if lookup_snapshot(dom, name) is not None:
-                raise SnapshotError(describe(exc, f'Deleting snapshot "{name}" of domain "{dom.name()}" and its '
-                                                  'descendants'), domain=dom.name()) from None
+        with libvirt_errors(f'Deleting snapshot "{name}" of domain "{dom.name()}" and its descendants',
+                            domain=dom.name()):
+            try:
+                retry_busy(lambda: snap.delete(DELETE_CHILDREN), busy_timeout)
+            except LibvirtError:
+                if lookup_snapshot(dom, name) is not None:
+                    raise
         return
     for item in reversed(tree):  # list_snapshots puts parents before children
         delete_snapshot(dom, item['name'], busy_timeout)

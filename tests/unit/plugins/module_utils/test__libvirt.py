@@ -179,3 +179,51 @@ def test_is_local_uri():
     assert _libvirt.is_local_uri('qemu:///system')
     assert _libvirt.is_local_uri('qemu+ssh://localhost/system')
     assert not _libvirt.is_local_uri('qemu+ssh://root@hv1.example.com/system')
+
+
+# libvirt_errors: the one place a libvirt error becomes the collection's
+
+def test_libvirt_errors_turns_a_real_error_into_a_snapshot_error():
+    with pytest.raises(_libvirt.SnapshotError) as raised:
+        with _libvirt.libvirt_errors('Looking up x', domain='x'):
+            raise real_error()
+    assert raised.value.msg == _libvirt.describe(real_error(), 'Looking up x')
+    assert raised.value.details == {'domain': 'x'}
+    assert raised.value.__suppress_context__  # the libvirt traceback is not chained onto the message
+
+
+def test_libvirt_errors_adds_the_note_of_the_error():
+    error = fake_error(_libvirt.ERR_OPERATION_FAILED, 'boom')
+    with pytest.raises(_libvirt.SnapshotError) as raised:
+        with _libvirt.libvirt_errors('Doing y', note=lambda exc: f'; noted {exc.get_error_code()}'):
+            raise error
+    assert raised.value.msg == 'Doing y failed: boom [libvirt error 9]; noted 9'
+    assert raised.value.details == {}
+
+
+def test_libvirt_errors_lets_other_errors_and_values_through():
+    with pytest.raises(_libvirt.SnapshotError, match='^already plain$'):
+        with _libvirt.libvirt_errors('Doing z'):
+            raise _libvirt.SnapshotError('already plain')
+    with pytest.raises(KeyError):
+        with _libvirt.libvirt_errors('Doing z'):
+            raise KeyError('a bug stays a bug')
+
+    def looked_up():
+        with _libvirt.libvirt_errors('Doing z'):
+            return 'found'
+    assert looked_up() == 'found'
+
+
+def test_libvirt_errors_takes_what_the_block_re_raises():
+    def lookup(name):
+        with _libvirt.libvirt_errors(f'Looking up "{name}"'):
+            try:
+                raise real_error(name=name)
+            except libvirt.libvirtError as exc:
+                if name == 'missing-is-fine':
+                    return None
+                raise
+    assert lookup('missing-is-fine') is None
+    with pytest.raises(_libvirt.SnapshotError, match=r'^Looking up "other" failed: .*\[libvirt error 42\]$'):
+        lookup('other')

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import libvirt
 import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import Plan
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
 from ansible_collections.kvm.snapshots.plugins.module_utils import _snapshot as s
 from ansible_collections.kvm.snapshots.tests.unit.plugins.module_utils.texts import HOSTILE_TEXT
 
@@ -217,6 +219,116 @@ def test_lookup_snapshot_and_facts(make_domain):
     assert facts['children'] == ['second']
     assert facts['current'] is False
     assert s.snapshot_facts(s.lookup_snapshot(dom, 'second'), dom.name())['current'] is True
+
+
+def test_current_snapshot_name(make_domain):
+    dom = make_domain('shutoff')
+    assert s.current_snapshot_name(dom) is None
+    dom.snapshotCreateXML(s.build_snapshot_xml('first'), 0)
+    dom.snapshotCreateXML(s.build_snapshot_xml('second'), 0)
+    assert s.current_snapshot_name(dom) == 'second'
+
+
+def test_lookup_snapshot_error_other_than_missing_is_plain(make_domain, conn):
+    dom = make_domain('shutoff')
+    name = dom.name()
+    dom.undefine()  # the domain object outlives its domain: libvirt answers "domain not found"
+    with pytest.raises(SnapshotError, match=rf'^Looking up snapshot "x" of domain "{name}" failed: .*\[libvirt error 42\]$'):
+        s.lookup_snapshot(dom, 'x')
+
+
+# delete_snapshot, delete_with_descendants: on the test driver, with a busy lock or a rival run stood in
+
+def libvirt_error(code, text):
+    error = libvirt.libvirtError(text)
+    error.get_error_code = lambda: code
+    error.get_error_domain = lambda: 0
+    error.get_error_message = lambda: text
+    return error
+
+
+class Rival:
+    """A domain whose snapshots' delete first meets ``busy`` busy-lock errors (another job holds the domain), or
+    finds the snapshot deleted by another run (``rival``); everything else is the test driver's."""
+
+    def __init__(self, dom, busy=0, rival=False):
+        self.dom, self.busy, self.rival, self.calls = dom, busy, rival, 0
+
+    def __getattr__(self, attr):
+        return getattr(self.dom, attr)
+
+    def snapshotLookupByName(self, name, flags):
+        snap = self.dom.snapshotLookupByName(name, flags)
+        outer = self
+
+        class Snap:
+            def __getattr__(self, attr):
+                return getattr(snap, attr)
+
+            def delete(self, flags):
+                outer.calls += 1
+                if outer.calls <= outer.busy:
+                    raise libvirt_error(68, 'Timed out during operation: cannot acquire state change lock '
+                                            '(held by monitor=remoteDispatchDomainSnapshotCreateXML)')
+                if outer.rival:
+                    outer.dom.snapshotLookupByName(name, 0).delete(flags)  # the other run was faster
+                return snap.delete(flags)
+        return Snap()
+
+
+def names(dom):
+    return [x['name'] for x in s.list_snapshots(dom)]
+
+
+def test_delete_snapshot_deletes_it_alone(make_domain, add_snapshot):
+    dom = make_domain('shutoff')
+    add_snapshot(dom, 'root', 100)
+    add_snapshot(dom, 'mid', 200, 'root')
+    add_snapshot(dom, 'leaf', 300, 'mid')
+    assert s.delete_snapshot(dom, 'mid') is True
+    assert names(dom) == ['root', 'leaf']
+    assert s.list_snapshots(dom)[1]['parent'] == 'root'  # libvirt hands the children to the parent
+    assert s.delete_snapshot(dom, 'mid') is False  # nothing left to delete
+
+
+def test_delete_snapshot_retries_while_another_job_holds_the_domain(make_domain, add_snapshot):
+    dom = make_domain('shutoff')
+    add_snapshot(dom, 'old', 100)
+    rival = Rival(dom, busy=2)
+    assert s.delete_snapshot(rival, 'old', busy_timeout=60) is True
+    assert rival.calls == 3
+    assert names(dom) == []
+
+
+def test_delete_snapshot_busy_past_busy_timeout_says_what_holds_the_domain(make_domain, add_snapshot):
+    dom = make_domain('shutoff')
+    add_snapshot(dom, 'old', 100)
+    with pytest.raises(SnapshotError) as raised:
+        s.delete_snapshot(Rival(dom, busy=100), 'old', busy_timeout=0)
+    assert raised.value.msg.startswith(f'Deleting snapshot "old" of domain "{dom.name()}" failed: Timed out')
+    assert 'another job holds the domain' in raised.value.msg and 'remoteDispatch' in raised.value.msg
+    assert raised.value.details == {'domain': dom.name()}
+    assert names(dom) == ['old']
+
+
+def test_delete_snapshot_gone_meanwhile_is_not_an_error(make_domain, add_snapshot):
+    dom = make_domain('shutoff')
+    add_snapshot(dom, 'old', 100)
+    add_snapshot(dom, 'kept', 200, 'old')
+    assert s.delete_snapshot(Rival(dom, rival=True), 'old') is False
+    assert names(dom) == ['kept']
+
+
+def test_delete_with_descendants_of_internal_snapshots(make_domain, add_snapshot):
+    dom = make_domain('shutoff')
+    add_snapshot(dom, 'root', 100)
+    add_snapshot(dom, 'mid', 200, 'root')
+    add_snapshot(dom, 'leaf', 300, 'mid')
+    add_snapshot(dom, 'other', 400, 'root')
+    s.delete_with_descendants(dom, 'mid', ['leaf'])
+    assert names(dom) == ['root', 'other']
+    s.delete_with_descendants(Rival(dom, rival=True), 'root', ['other'])  # gone meanwhile: as wanted
+    assert names(dom) == []
 
 
 @pytest.mark.parametrize('epoch', [253402300800, 10 ** 15])  # 10000-01-01 and far beyond
