@@ -560,7 +560,9 @@ class AnsibleLibvirtModule:
                     f'"{sys.executable} -m pip install libvirt-python" (it builds against libvirt-dev); '
                     'or run the module from a machine that has it and reach the hypervisor '
                     'with a remote uri such as qemu+ssh://root@hypervisor/system.',
-                exception=LIBVIRT_IMPORT_ERROR,
+                # the import's traceback for -vvv only: ansible-core before 2.19 shows a result's exception at
+                # every verbosity, above the message
+                **({'exception': LIBVIRT_IMPORT_ERROR} if self.module._verbosity >= 3 else {}),
             )
         libvirt.registerErrorHandler(_ignore_libvirt_error, None)
 
@@ -648,7 +650,10 @@ class AnsibleLibvirtModule:
                 raise
 
     def fail(self, exc: BaseException, **extra: t.Any) -> t.NoReturn:
-        """Fail the task with the message of ``exc`` and its traceback for -vvv."""
+        """Fail the task with the message of ``exc``; fail_json adds the traceback of the exception being handled
+        where ansible-core shows it (-vvv before 2.19, its traceback setting since). An ``exception`` given here
+        would make ansible-core before 2.19 print "An exception occurred during task execution" above the
+        message at every verbosity."""
         self.close()
         if isinstance(exc, SnapshotError):
             msg, details = exc.msg, exc.details
@@ -657,8 +662,7 @@ class AnsibleLibvirtModule:
         else:
             msg, details = f'Unexpected error: {exc.__class__.__name__}: {exc}', {}
         details.update(extra)
-        self.module.fail_json(msg=mask_secrets(msg, uri_secrets(self.uri)), exception=traceback.format_exc(),
-                              **details)
+        self.module.fail_json(msg=mask_secrets(msg, uri_secrets(self.uri)), **details)
 
     def exit(self, **result: t.Any) -> t.NoReturn:
         self.close()
