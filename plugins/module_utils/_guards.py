@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import typing as t
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import has_agent_channel
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     SnapshotError,
     version_text,
@@ -167,6 +168,20 @@ def check_monitor_delete(dom: t.Any, snaps: list[t.Any]) -> None:
 def check_monitor_name(dom: t.Any, name: str, action: str = 'create') -> None:
     """check_monitor_names for one name (a snapshot to take, by default)."""
     check_monitor_names(dom, [name], 'revert' if action == 'a revert' else action)
+
+
+def check_quiesce(dom: t.Any, state: str, xml: str | None = None) -> None:
+    """Refuse quiesce where qemu-guest-agent cannot freeze the file systems: a guest that does not run, or a domain
+    without the agent's channel (``xml``: the domain's XML, if read)."""
+    if state != 'running':
+        raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
+                            'with qemu-guest-agent.', domain=dom.name())
+    if not has_agent_channel(dom, xml):
+        raise SnapshotError(
+            f'Domain "{dom.name()}" has no guest agent channel, so quiesce cannot reach qemu-guest-agent. '
+            'Nothing was changed. Add <channel type="unix"><target type="virtio" '
+            'name="org.qemu.guest_agent.0"/></channel> to the domain, or leave quiesce off.',
+            domain=dom.name())
 
 
 def check_revert_possible(dom: t.Any, target: dict[str, t.Any]) -> None:

@@ -19,7 +19,12 @@ import os
 import typing as t
 import xml.etree.ElementTree as ET
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._guards import check_free_space, check_monitor_name
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import domain_disks, domain_state
+from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
+    check_free_space,
+    check_monitor_name,
+    check_quiesce,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import LibvirtError, SnapshotError, version_text
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     LIST_EXTERNAL,
@@ -248,3 +253,23 @@ def plan_new_snapshot(dom: t.Any, xml: str, disks: list[dict[str, t.Any]], state
     if local and plan.memory != 'no':
         check_free_space(dom, disks)
     return plan
+
+
+class Preflight(t.NamedTuple):
+    """A new snapshot that passed every check: its plan, and the domain's state and disks as read for it."""
+    plan: Plan
+    state: str
+    disks: list[dict[str, t.Any]]
+
+
+def preflight_snapshot(dom: t.Any, name: str, version: int, local: bool, location: str = 'auto',
+                       disk_only: bool = False, quiesce: bool = False) -> Preflight:
+    """The one preflight of a new snapshot (the snapshot module's, and snapshot_revert's safety snapshot): reads the
+    domain once (state, XML, disks), refuses a quiesce that cannot work, then plans it (plan_new_snapshot: the kind,
+    the name QEMU would get, the room for its memory). Raises SnapshotError before anything is made."""
+    state = domain_state(dom)
+    xml = dom.XMLDesc(0)  # read once for every check
+    disks = domain_disks(dom, xml)
+    if quiesce:
+        check_quiesce(dom, state, xml)
+    return Preflight(plan_new_snapshot(dom, xml, disks, state, name, location, disk_only, version, local), state, disks)

@@ -90,7 +90,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
     SnapshotError,
-    describe,
+    libvirt_errors,
 )
 
 try:
@@ -135,11 +135,8 @@ def main() -> None:
         if client.check_mode and not reads:
             client.exit(changed=True, answer=None, msg=f'Check mode: "{name}" would be sent to the agent.')
         dom = client.lookup_domain(params['domain'])
-        try:
+        with libvirt_errors(f'Sending "{name}" to the guest agent of "{params["domain"]}"', domain=params['domain']):
             text = libvirt_qemu.qemuAgentCommand(dom, json.dumps(command), params['timeout'], 0)
-        except LibvirtError as exc:
-            raise SnapshotError(describe(exc, f'Sending "{name}" to the guest agent of "{params["domain"]}"'),
-                                domain=params['domain']) from None
         try:
             answer = json.loads(text) if text else {}
         except ValueError:

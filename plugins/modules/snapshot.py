@@ -241,32 +241,27 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     run_batch,
     with_diff,
 )
-from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
-    domain_disks,
-    domain_state,
-    has_agent_channel,
-    resume_interrupted,
-    wait_idle,
-)
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import resume_interrupted, wait_idle
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_monitor_delete,
     validate_name,
     validate_text,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
-from ansible_collections.kvm.snapshots.plugins.module_utils._kind import LOCATIONS, Plan, plan_new_snapshot
+from ansible_collections.kvm.snapshots.plugins.module_utils._kind import LOCATIONS, Plan, preflight_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
     SnapshotError,
-    describe,
     is_local_uri,
+    libvirt_errors,
     retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     CREATE_CURRENT,
     CREATE_REDEFINE,
     create_snapshot,
+    current_snapshot_name,
     delete_snapshot,
     delete_with_descendants,
     in_progress,
@@ -330,22 +325,9 @@ class SnapshotManager:
 
     def _predict(self, dom: t.Any) -> tuple[dict[str, t.Any], list[dict[str, t.Any]], Plan]:
         """The snapshot that would be made, the domain's disks and the plan; raises where it cannot be made."""
-        disk_only = self.params['disk_only']
-        state = domain_state(dom)
-        local = is_local_uri(self.client.uri)
-        xml = dom.XMLDesc(0)  # read once for every check below
-        disks = domain_disks(dom, xml)
-        if self.params['quiesce'] and state != 'running':
-            raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
-                                'with qemu-guest-agent.', domain=dom.name())
-        if self.params['quiesce'] and not has_agent_channel(dom, xml):
-            raise SnapshotError(
-                f'Domain "{dom.name()}" has no guest agent channel, so quiesce cannot reach qemu-guest-agent. '
-                'Nothing was changed. Add <channel type="unix"><target type="virtio" '
-                'name="org.qemu.guest_agent.0"/></channel> to the domain, or leave quiesce off.',
-                domain=dom.name())
-        plan = plan_new_snapshot(dom, xml, disks, state, self.name, self.params['location'], disk_only,
-                                 self.client.conn.getLibVersion(), local)
+        plan, state, disks = preflight_snapshot(
+            dom, self.name, self.client.libvirt_version, is_local_uri(self.client.uri), self.params['location'],
+            self.params['disk_only'], self.params['quiesce'])
         if plan.memory != 'no':
             snap_state = state
         elif plan.location == 'external' and state != 'shutoff':
@@ -355,7 +337,7 @@ class SnapshotManager:
         return {
             'name': self.name, 'domain': dom.name(), 'description': self.description,
             'state': snap_state, 'creation_time': None, 'creation_time_epoch': None,
-            'parent': dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None,
+            'parent': current_snapshot_name(dom),
             'children': [], 'current': True, 'location': plan.location, 'memory': plan.memory,
             'memory_file': plan.memory_file,
             'disks': [{'name': o['disk'], 'snapshot': 'external', 'file': o['file'], 'backing_file': o['backing_file']}
@@ -376,11 +358,8 @@ class SnapshotManager:
             if not self.client.check_mode:
                 flags = CREATE_REDEFINE | (CREATE_CURRENT if facts['current'] else 0)
                 xml = replace_description(snap.getXMLDesc(0), self.description)
-                try:
+                with libvirt_errors(f'Updating the description of snapshot "{self.name}"', domain=dom.name()):
                     retry_busy(lambda: dom.snapshotCreateXML(xml, flags), self.params['busy_timeout'])
-                except LibvirtError as exc:
-                    raise SnapshotError(describe(exc, f'Updating the description of snapshot "{self.name}"'),
-                                        domain=dom.name()) from None
                 facts = snapshot_facts(lookup_snapshot(dom, self.name), dom.name())
             else:
                 facts = dict(facts, description=self.description)

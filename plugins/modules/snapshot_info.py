@@ -597,9 +597,9 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_NO_DOMAIN,
     LibvirtError,
     SnapshotError,
-    describe,
     error_code,
     is_local_uri,
+    libvirt_errors,
     version_text,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._qcow2 import (
@@ -667,7 +667,7 @@ class SnapshotInfo:
                                        **facts)
             snapshots.extend(s for s in listed if self.name is None or s['name'] == self.name)
         result: dict[str, t.Any] = {'changed': False, 'snapshots': snapshots, 'domains': domains,
-                                    'libvirt_version': version_text(self.client.conn.getLibVersion())}
+                                    'libvirt_version': version_text(self.client.libvirt_version)}
         if self.domains is not None:
             result['errors'] = errors
         if self.domain is not None:
@@ -725,13 +725,13 @@ class SnapshotInfo:
 
     def _read(self, dom: t.Any) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]] | None:
         """The snapshots and the facts of ``dom``; None when the domain went away while all domains are read."""
-        try:
-            return list_snapshots(dom), self._facts(dom)
-        except LibvirtError as exc:
-            if self.domain is None and self.domains is None and error_code(exc) == ERR_NO_DOMAIN:
-                return None  # undefined since it was listed: it has no snapshots to show
-            raise SnapshotError(describe(exc, f'Reading the snapshots of domain "{dom.name()}"'),
-                                domain=dom.name()) from None
+        with libvirt_errors(f'Reading the snapshots of domain "{dom.name()}"', domain=dom.name()):
+            try:
+                return list_snapshots(dom), self._facts(dom)
+            except LibvirtError as exc:
+                if self.domain is None and self.domains is None and error_code(exc) == ERR_NO_DOMAIN:
+                    return None  # undefined since it was listed: it has no snapshots to show
+                raise
 
     def _facts(self, dom: t.Any) -> dict[str, t.Any]:
         """What a preflight needs to know of the domain itself, read through libvirt only."""

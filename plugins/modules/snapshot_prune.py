@@ -280,7 +280,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
     SnapshotError,
-    describe,
+    libvirt_errors,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._retention import (
     KEEP_OPTIONS,
@@ -293,11 +293,8 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import del
 
 
 def read_snapshots(dom: t.Any) -> list[dict[str, t.Any]]:
-    try:
+    with libvirt_errors(f'Reading the snapshots of domain "{dom.name()}"', domain=dom.name()):
         return list_snapshots(dom)
-    except LibvirtError as exc:
-        raise SnapshotError(describe(exc, f'Reading the snapshots of domain "{dom.name()}"'),
-                            domain=dom.name()) from None
 
 
 def brief(decision: Decision) -> dict[str, t.Any]:

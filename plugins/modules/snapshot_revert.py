@@ -160,7 +160,7 @@ safety_snapshot_created:
 import time
 import typing as t
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._domain import domain_disks, domain_state
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import domain_state
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_monitor_name,
     check_revert_possible,
@@ -171,7 +171,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_AR
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import (
     EXTERNAL_REVERT,
     INTERNAL_REVERT_BROKEN,
-    plan_new_snapshot,
+    preflight_snapshot,
     version_text,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
@@ -179,9 +179,9 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     ERR_INVALID_ARG,
     LibvirtError,
     SnapshotError,
-    describe,
     error_code,
     is_local_uri,
+    libvirt_errors,
     retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
@@ -189,6 +189,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     REVERT_PAUSED,
     REVERT_RUNNING,
     create_snapshot,
+    current_snapshot_name,
     list_snapshots,
     lookup_snapshot,
     snapshot_facts,
@@ -232,7 +233,7 @@ class RevertManager:
             raise SnapshotError(f'safety_snapshot "{self.safety_name}" is the snapshot to revert to; '
                                 'give the safety snapshot another name.', domain=self.domain_name)
 
-        before = {'current': self._current_name(dom), 'state': domain_state(dom)}
+        before = {'current': current_snapshot_name(dom), 'state': domain_state(dom)}
         expected = self._expected_state(target)
         with job_slot(self.client, f'Reverting domain "{self.domain_name}" to snapshot "{target["name"]}"'):
             safety, created = self._safety(dom)
@@ -267,17 +268,13 @@ class RevertManager:
     def _check_revertable(self, target: dict[str, t.Any]) -> None:
         if target['location'] != 'external':
             return
-        version = self.client.conn.getLibVersion()
+        version = self.client.libvirt_version
         if version < EXTERNAL_REVERT:
             raise SnapshotError(
                 f'Snapshot "{target["name"]}" of domain "{self.domain_name}" is external; reverting external '
                 f'snapshots needs libvirt 9.9 or later and this hypervisor has {version_text(version)}. '
                 'Nothing was changed. Use internal snapshots (location: internal) for snapshots you may revert to, '
                 'or upgrade libvirt.', domain=self.domain_name)
-
-    @staticmethod
-    def _current_name(dom: t.Any) -> str | None:
-        return dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None
 
     def _expected_state(self, target: dict[str, t.Any]) -> str:
         wanted = self.params['state_after']
@@ -293,12 +290,8 @@ class RevertManager:
             self.client.module.warn(f'Safety snapshot "{self.safety_name}" of "{self.domain_name}" exists already '
                                     '(an earlier run took it); it is kept and not taken again.')
             return snapshot_facts(existing, self.domain_name), False
-        xml = dom.XMLDesc(0)  # read once for the checks and the snapshot
-        disks = domain_disks(dom, xml)
-        state = domain_state(dom)
         local = is_local_uri(self.client.uri)
-        plan = plan_new_snapshot(dom, xml, disks, state, self.safety_name, 'auto', False,
-                                 self.client.conn.getLibVersion(), local)
+        plan, _state, disks = preflight_snapshot(dom, self.safety_name, self.client.libvirt_version, local)
         for warning in plan.warnings:
             self.client.module.warn(warning)
         if self.client.check_mode:
@@ -315,7 +308,8 @@ class RevertManager:
             flags |= REVERT_RUNNING
         elif wanted == 'paused':
             flags |= REVERT_PAUSED
-        try:
+        with libvirt_errors(f'Reverting domain "{self.domain_name}" to snapshot "{snap.getName()}"',
+                            self._known_bug, domain=self.domain_name):
             try:
                 retry_busy(lambda: dom.revertToSnapshot(snap, flags), self.params['busy_timeout'])
             except LibvirtError as exc:
@@ -324,15 +318,18 @@ class RevertManager:
                 # the overlays of the previous revert of this second: the next second gets new names
                 time.sleep(1.1 - time.time() % 1)
                 retry_busy(lambda: dom.revertToSnapshot(snap, flags), self.params['busy_timeout'])
-        except LibvirtError as exc:
-            msg = describe(exc, f'Reverting domain "{self.domain_name}" to snapshot "{snap.getName()}"')
-            version = self.client.conn.getLibVersion()
-            if _BROKEN_INTERNAL_REVERT in str(exc) and INTERNAL_REVERT_BROKEN[0] <= version < INTERNAL_REVERT_BROKEN[1]:
-                msg += (f'. This is a known bug of libvirt 11.2 and 11.3 (this hypervisor has {version_text(version)}), '
-                        'fixed in 11.4: upgrade libvirt to revert internal snapshots, and check the domain\'s state. '
-                        'New snapshots taken with location: auto are external on these releases, and revert.')
-            raise SnapshotError(msg, domain=self.domain_name) from None
         self._settle(dom, wanted)
+
+    def _known_bug(self, exc: BaseException) -> str:
+        """What a failed revert owes to a known libvirt bug, if anything."""
+        if _BROKEN_INTERNAL_REVERT not in str(exc):
+            return ''
+        version = self.client.libvirt_version
+        if INTERNAL_REVERT_BROKEN[0] <= version < INTERNAL_REVERT_BROKEN[1]:
+            return (f'. This is a known bug of libvirt 11.2 and 11.3 (this hypervisor has {version_text(version)}), '
+                    'fixed in 11.4: upgrade libvirt to revert internal snapshots, and check the domain\'s state. '
+                    'New snapshots taken with location: auto are external on these releases, and revert.')
+        return ''
 
     @staticmethod
     def _start_paused(dom: t.Any) -> None:
@@ -347,7 +344,8 @@ class RevertManager:
     def _settle(self, dom: t.Any, wanted: str) -> None:
         """Make sure the power state is the one asked for, whatever the driver did with the flags."""
         state = domain_state(dom)
-        try:
+        with libvirt_errors(f'Bringing domain "{self.domain_name}" to {wanted} after the revert',
+                            domain=self.domain_name):
             if wanted == 'shutoff' and state != 'shutoff':
                 dom.destroy()
             elif wanted == 'running' and state == 'shutoff':
@@ -358,9 +356,6 @@ class RevertManager:
                 dom.resume()
             elif wanted == 'paused' and state == 'running':
                 dom.suspend()
-        except LibvirtError as exc:
-            raise SnapshotError(describe(exc, f'Bringing domain "{self.domain_name}" to {wanted} after the revert'),
-                                domain=self.domain_name) from None
 
 
 def main() -> None:

@@ -191,3 +191,32 @@ def test_existing_overlay_file_is_refused_on_a_local_uri(make_domain, tmp_path):
     with pytest.raises(SnapshotError, match=f'the file {tmp_path}/d.pre exists already'):
         planner.plan('pre', 'auto', False)
     assert planner.plan('other', 'auto', False).location == 'external'
+
+
+# preflight_snapshot: the one preflight of a new snapshot (snapshot, and snapshot_revert's safety snapshot)
+
+def test_preflight_reads_the_domain_once_and_plans(make_domain):
+    dom = make_domain('running')
+    pre = k.preflight_snapshot(dom, 'pre', V9_0, local=False)
+    assert pre.state == 'running'
+    assert pre.disks == domain_disks(dom)
+    assert pre.plan == plan(dom, V9_0)
+    assert (pre.plan.location, pre.plan.memory) == ('internal', 'internal')
+    disk_only = k.preflight_snapshot(dom, 'pre', V9_9, local=False, disk_only=True)
+    assert (disk_only.plan.location, disk_only.plan.memory) == ('external', 'no')
+
+
+def test_preflight_refuses_a_quiesce_that_cannot_work(make_domain):
+    with pytest.raises(SnapshotError, match='is shutoff; quiesce needs a running guest'):
+        k.preflight_snapshot(make_domain('shutoff', agent=True), 'pre', V9_9, False, disk_only=True, quiesce=True)
+    with pytest.raises(SnapshotError, match='has no guest agent channel'):
+        k.preflight_snapshot(make_domain('running'), 'pre', V9_9, False, disk_only=True, quiesce=True)
+    with_agent = k.preflight_snapshot(make_domain('running', agent=True), 'pre', V9_9, False, disk_only=True,
+                                      quiesce=True)
+    assert with_agent.plan.location == 'external'
+
+
+def test_preflight_refuses_what_the_planner_refuses(make_domain):
+    dom = make_domain('running', xml=domain_xml(OS_EFI_RAW))
+    with pytest.raises(SnapshotError, match='Nothing was made'):
+        k.preflight_snapshot(dom, 'pre', V9_0, local=False, location='internal')
