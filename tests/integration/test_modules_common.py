@@ -3,10 +3,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Shared helpers of the integration tests (this file holds no tests).
 
-``Independent`` reads the outcome of a test with clients other than the
-collection's own modules: ``virsh`` (through the lab), ``qemu-img`` and
-``qemu-io``. The fixtures ``independent``, ``blank`` (tiny OS-less domains,
-removed after each test) and ``guest`` (one real Debian guest shared by the
+``Independent`` (tests/lab/kslab/probes.py, the one set of probes of every
+test) reads the outcome of a test with clients other than the collection's own
+modules: ``virsh``, ``qemu-img`` and ``qemu-io``. The fixtures ``independent``,
+``blank`` (tiny OS-less domains, removed after each test) and ``guest`` (one real Debian guest shared by the
 session) are imported by the test files that use them.
 """
 
@@ -14,139 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import typing as t
-import xml.etree.ElementTree as ET
 
 import pytest
 
-
-def run(argv: list[str], check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if check:
-        assert proc.returncode == 0, f'{argv}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}'
-    return proc
+# the one set of probes (run: for the files that import it from here)
+from kslab.probes import Independent, run  # noqa: F401  # pylint: disable=unused-import
 
 
 def snapshot_names(lab: t.Any, domain: str) -> set[str]:
     """The snapshot names of a domain, as ``virsh snapshot-list --name`` gives them (a set)."""
-    cp = lab.virsh('snapshot-list', domain, '--name')
-    assert cp.returncode == 0, cp.stderr
-    return {line.strip() for line in cp.stdout.splitlines() if line.strip()}
+    return {name.strip() for name in Independent(lab).snapshot_names(domain) if name.strip()}
 
 
 def current_snapshot(lab: t.Any, domain: str) -> str:
     """``virsh snapshot-current --name``: the current snapshot of a domain."""
-    cp = lab.virsh('snapshot-current', domain, '--name')
-    assert cp.returncode == 0, cp.stderr
-    return cp.stdout.strip()
-
-
-class Independent:
-    """virsh, qemu-img and qemu-io, for checking what the modules did."""
-
-    def __init__(self, lab: t.Any) -> None:
-        self.lab = lab
-
-    # virsh
-
-    def virsh(self, *args: t.Any, check: bool = True) -> subprocess.CompletedProcess:
-        proc = self.lab.virsh(*args)
-        if check:
-            assert proc.returncode == 0, f'virsh {args}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}'
-        return proc
-
-    def snapshot_names(self, dom: str) -> list[str]:
-        """``virsh snapshot-list DOM --name``, sorted."""
-        return sorted(line for line in self.virsh('snapshot-list', dom, '--name').stdout.splitlines() if line)
-
-    def snapshot_info(self, dom: str, name: str) -> dict[str, str]:
-        """``virsh snapshot-info DOM NAME`` as a dict (Name, State, Location, Current, Parent, Children ...)."""
-        out = self.virsh('snapshot-info', dom, '--snapshotname', name).stdout
-        return {k.strip(): v.strip() for k, v in (line.split(':', 1) for line in out.splitlines() if ':' in line)}
-
-    def snapshot_xml(self, dom: str, name: str) -> ET.Element:
-        """``virsh snapshot-dumpxml DOM NAME``, parsed."""
-        return ET.fromstring(self.virsh('snapshot-dumpxml', dom, '--snapshotname', name).stdout)
-
-    def current(self, dom: str) -> str | None:
-        """``virsh snapshot-current DOM --name``; None when the domain has no current snapshot."""
-        proc = self.virsh('snapshot-current', dom, '--name', check=False)
-        if proc.returncode != 0:
-            assert 'no current snapshot' in proc.stderr or 'no domain snapshot' in proc.stderr, proc.stderr
-            return None
-        return proc.stdout.strip()
-
-    def parent(self, dom: str, name: str) -> str | None:
-        """``virsh snapshot-parent DOM NAME``; None for a root."""
-        proc = self.virsh('snapshot-parent', dom, '--snapshotname', name, check=False)
-        if proc.returncode != 0:
-            assert 'has no parent' in proc.stderr, proc.stderr
-            return None
-        return proc.stdout.strip()
-
-    def domstate(self, dom: str) -> str:
-        """``virsh domstate``: running, paused or shutoff (virsh says "shut off")."""
-        return self.virsh('domstate', dom).stdout.strip().replace('shut off', 'shutoff')
-
-    def blklist(self, dom: str) -> dict[str, str]:
-        """``virsh domblklist``: target -> source file."""
-        lines = self.virsh('domblklist', dom).stdout.splitlines()[2:]
-        return dict(line.split(None, 1) for line in lines if line.strip())
-
-    def domain_names(self) -> list[str]:
-        return sorted(line for line in self.virsh('list', '--all', '--name').stdout.splitlines() if line)
-
-    # qemu-img / qemu-io
-
-    @staticmethod
-    def qemu_img_snapshots(path: str) -> list[str]:
-        """Tags listed by ``qemu-img snapshot -l -U PATH`` (our test names hold no blanks)."""
-        out = run(['qemu-img', 'snapshot', '-l', '-U', path]).stdout
-        tags = []
-        for line in out.splitlines():
-            words = line.split()
-            if len(words) >= 2 and words[0].isdigit():
-                tags.append(words[1])
-        return sorted(tags)
-
-    @staticmethod
-    def qemu_img_check(path: str, in_use: bool = False) -> str:
-        """``qemu-img check -U PATH`` must find no corruption; returns its output.
-
-        A running QEMU keeps refcount updates in its cache, so an image in use
-        may show leaked clusters (exit code 3: "no harm to data"); only an image
-        nobody has open must be spotless.
-        """
-        proc = run(['qemu-img', 'check', '-U', path], check=False)
-        output = proc.stdout + proc.stderr
-        if in_use and proc.returncode == 3:
-            assert 'leaked clusters were found' in output and 'ERROR' not in output, output
-        else:
-            assert proc.returncode == 0 and 'No errors were found' in output, output
-        return output
-
-    @staticmethod
-    def image_info(path: str) -> dict[str, t.Any]:
-        """``qemu-img info --output=json -U PATH``."""
-        return json.loads(run(['qemu-img', 'info', '--output=json', '-U', path]).stdout)
-
-    @staticmethod
-    def write_pattern(path: str, pattern: int) -> None:
-        """Write 64 KiB of ``pattern`` at offset 0 of a qcow2 image nobody has open (shut-off domain)."""
-        run(['qemu-io', '-f', 'qcow2', '-c', f'write -P {pattern:#x} 0 64k', path])
-
-    @staticmethod
-    def has_pattern(path: str, pattern: int) -> bool:
-        """Whether the first 64 KiB of the image read back as ``pattern`` (shared read, works while it runs)."""
-        proc = run(['qemu-io', '-U', '-r', '-f', 'qcow2', '-c', f'read -P {pattern:#x} 0 64k', path], check=False)
-        output = proc.stdout + proc.stderr
-        assert 'read 65536/65536 bytes' in output, output  # the read itself worked
-        return proc.returncode == 0 and 'Pattern verification failed' not in output
-
-    @staticmethod
-    def mode(path: str) -> int:
-        return os.stat(path).st_mode & 0o777
+    return Independent(lab).virsh('snapshot-current', domain, '--name').stdout.strip()
 
 
 def write_inventory(directory: t.Any, hosts: dict[str, dict[str, t.Any]]) -> str:

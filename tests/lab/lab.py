@@ -21,7 +21,7 @@ from kslab import *  # noqa: E402,F401,F403  (every public name of the lab, and 
 from kslab import __all__  # noqa: E402,F401
 from kslab.cli import main  # noqa: E402
 # the small helpers of lab.py's time, for tests and benchmarks that reach for them
-from kslab.common import _locked, _makedirs, _mounts_below, _pid_alive, _read_pidfile, _rmtree  # noqa: E402,F401
+from kslab.common import _locked, _makedirs, _mounts_below, _pid_alive, _read_pidfile, _rmtree  # noqa: E402,F401  # pylint: disable=unused-import
 
 if __name__ == '__main__':
     sys.exit(main())
