@@ -38,6 +38,8 @@ ANSIBLE_PLAYBOOK = str(pathlib.Path(sys.executable).with_name('ansible-playbook'
 
 sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 import lab as lab_tool  # noqa: E402  (tests/lab/lab.py, the disposable lab)
+# the fixtures of the fault tests (test_faults_*.py): module runs, domains, a private libvirtd, a small file system
+from fault_fixtures import module, private_blob, private_libvirtd, ram_blob, small_fs, system  # noqa: E402,F401  # pylint: disable=unused-import
 
 #: the lab stack of this run (KSLAB_STACK) and the URI of its libvirtd
 STACK = lab_tool.stack()
@@ -76,7 +78,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if STACK.root is None:
         return
     for item in items:
-        if item.path.name == 'test_faults.py':
+        if item.path.name.startswith('test_faults_'):
             item.add_marker(pytest.mark.skip(reason=f'the fault tests run on the host\'s stack, not {STACK.name}'))
 
 
