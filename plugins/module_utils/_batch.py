@@ -108,6 +108,83 @@ def with_diff(client: t.Any, result: dict[str, t.Any], before: t.Any, after: t.A
     return result
 
 
+class DomainResult(t.NamedTuple):
+    """What the work on one domain gives back to run_domains.
+
+    ``data``: the module's own keys of the domain's result (run_domains adds ``domain`` and ``changed``);
+    ``before`` and ``after``: the domain's state for --diff; ``warnings``: given once the work is done;
+    ``failure``: the message of a domain that failed after work worth reporting (its ``data`` is still returned).
+    """
+
+    changed: bool
+    data: dict[str, t.Any]
+    before: t.Any = None
+    after: t.Any = None
+    warnings: t.Sequence[str] = ()
+    failure: str | None = None
+
+
+def _batch_names(client: t.Any) -> tuple[list[str], list[str]]:
+    """The domains that ``domains`` names or matches, and its globs that matched nothing; refuses empty entries."""
+    patterns = client.params['domains']
+    if patterns is None:  # domain: null passes Ansible's one-of check
+        raise SnapshotError('One of domain and domains is required, and domain is null: give the name of a domain '
+                            '(a variable that came out empty, such as "{{ none }}"?).')
+    bad = [p for p in patterns if not isinstance(p, str) or not p.strip()]
+    if bad:
+        raise SnapshotError(f'domains holds {len(bad)} empty name(s): every entry must be a domain name or a glob '
+                            '(such as "web-*"). Nothing was changed.')
+    if not patterns:
+        client.module.warn('domains is an empty list: no domain was named, so nothing was done. '
+                           'Name domains or globs, such as "*" for every domain of the hypervisor.')
+    return resolve_domains(client.conn, patterns)
+
+
+def run_domains(client: t.Any, work: t.Callable[[str], DomainResult], diff_by_domain: bool = False) -> dict[str, t.Any]:
+    """The one path of a module for one domain (``domain``) and for many (``domains``, batch mode): ``work(name)``
+    does one domain; this owns the fork, the warnings and the diff.
+
+    One domain: the task's result is the domain's (``domain``, ``changed`` and its data); its failure fails the
+    task, with that data. --diff shows its ``before`` and ``after`` (keyed by its name with ``diff_by_domain``).
+    Many: ``results`` has an entry per domain, in the order the domains were resolved, with ``failed`` and ``msg``
+    for a domain that failed (work that raised, or a result with a ``failure``), and ``unmatched`` the globs that
+    matched nothing; any failure fails the task with every result. --diff shows each domain's state keyed by name.
+    The warnings of every domain whose work returned are given, in the order of the domains.
+    """
+    name = client.params['domain']
+    if name is not None or 'domains' not in client.params:
+        done = work(name)
+        result = {'domain': name, 'changed': done.changed, **done.data}
+        for warning in done.warnings:
+            client.module.warn(warning)
+        if done.failure is not None:
+            raise SnapshotError(done.failure, **result)
+        if diff_by_domain:
+            return with_diff(client, result, {name: done.before}, {name: done.after})
+        return with_diff(client, result, done.before, done.after)
+
+    names, unmatched = _batch_names(client)
+    finished: dict[str, DomainResult] = {}
+
+    def entry(domain: str) -> dict[str, t.Any]:
+        finished[domain] = done = work(domain)
+        item = {'changed': done.changed, **done.data}
+        if done.failure is not None:
+            item.update(failed=True, msg=done.failure)
+        return item
+
+    results = run_parallel(names, entry, client.params['parallel'])
+    for domain in (n for n in names if n in finished):
+        for warning in finished[domain].warnings:
+            client.module.warn(warning)
+    changed, failures = batch_summary(results)
+    if failures:
+        raise SnapshotError(f'{len(failures)} of {len(results)} domains failed: ' + '; '.join(failures),
+                            changed=changed, results=results, unmatched=unmatched)
+    return with_diff(client, {'changed': changed, 'results': results, 'unmatched': unmatched},
+                     {n: finished[n].before for n in names}, {n: finished[n].after for n in names})
+
+
 def run_batch(client: t.Any, work: t.Callable[[str], dict[str, t.Any]]) -> dict[str, t.Any]:
     """Batch mode of a module: ``work(name)`` on every domain that ``domains`` names or matches.
 

@@ -238,8 +238,8 @@ import typing as t
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     BATCH_ARGUMENT_SPEC,
     BATCH_MODULE_KWARGS,
-    run_batch,
-    with_diff,
+    DomainResult,
+    run_domains,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import resume_interrupted, wait_idle
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
@@ -285,12 +285,9 @@ class SnapshotManager:
                                 'only for disk-only snapshots.')
 
     def run(self) -> dict[str, t.Any]:
-        if self.params['domain'] is not None:
-            result = {'domain': self.params['domain'], **self.ensure(self.params['domain'])}
-            return with_diff(self.client, result, result.pop('_before'), result.pop('_after'))
-        return run_batch(self.client, self.ensure)
+        return run_domains(self.client, self.ensure)
 
-    def ensure(self, domain: str) -> dict[str, t.Any]:
+    def ensure(self, domain: str) -> DomainResult:
         dom = self.client.lookup_domain(domain)
         snap = lookup_snapshot(dom, self.name)
         if self.params['state'] == 'present':
@@ -299,7 +296,7 @@ class SnapshotManager:
 
     # state=present
 
-    def _present(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
+    def _present(self, dom: t.Any, snap: t.Any) -> DomainResult:
         if snap is not None and in_progress(dom, snap):
             # another run is still taking it, and may yet fail: wait for that job, then look again
             wait_idle(dom, self.params['busy_timeout'])
@@ -309,19 +306,16 @@ class SnapshotManager:
         predicted, disks, plan = self._predict(dom)
         kind = {'location': plan.location, 'memory': plan.memory, 'reason': plan.reason}
         if self.client.check_mode:
-            return {'changed': True, 'snapshot': predicted, 'kind': kind, 'warnings': plan.warnings,
-                    '_before': summary(None), '_after': dict(summary(predicted), reason=plan.reason)}
+            return DomainResult(True, {'snapshot': predicted, 'kind': kind}, summary(None),
+                                dict(summary(predicted), reason=plan.reason), plan.warnings)
         resumed = resume_interrupted(dom, self.params['busy_timeout'])
         with job_slot(self.client, f'Snapshot "{self.name}" of domain "{dom.name()}"'):
             facts, made = create_snapshot(dom, self.name, self.description, plan, self.params['quiesce'],
                                           is_local_uri(self.client.uri), self.params['busy_timeout'], disks)
         # made is False when another run took the same name meanwhile: this run changed nothing
-        result = {'changed': made, 'snapshot': facts, 'kind': kind, 'warnings': list(plan.warnings),
-                  '_before': summary(None if made else facts),
-                  '_after': dict(summary(facts), reason=plan.reason) if made else summary(facts)}
-        if resumed:
-            result['warnings'].append(resumed)
-        return result
+        return DomainResult(made, {'snapshot': facts, 'kind': kind}, summary(None if made else facts),
+                            dict(summary(facts), reason=plan.reason) if made else summary(facts),
+                            [*plan.warnings, resumed] if resumed else plan.warnings)
 
     def _predict(self, dom: t.Any) -> tuple[dict[str, t.Any], list[dict[str, t.Any]], Plan]:
         """The snapshot that would be made, the domain's disks and the plan; raises where it cannot be made."""
@@ -344,17 +338,17 @@ class SnapshotManager:
                       for o in plan.overlays],
         }, disks, plan
 
-    def _update(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
+    def _update(self, dom: t.Any, snap: t.Any) -> DomainResult:
         facts = snapshot_facts(snap, dom.name())
         before = summary(facts)
-        result: dict[str, t.Any] = {'changed': False}
+        warnings = []
         asked = 'external' if self.params['disk_only'] else self.params['location']
         if asked not in ('auto', facts['location']):
             option = 'disk_only' if self.params['disk_only'] else 'location'
-            result['warnings'] = [f'Snapshot "{self.name}" of "{dom.name()}" exists as an {facts["location"]} '
-                                  f'snapshot; {option} does not change an existing snapshot.']
-        if self.description is not None and self.description != (facts['description'] or ''):
-            result['changed'] = True
+            warnings.append(f'Snapshot "{self.name}" of "{dom.name()}" exists as an {facts["location"]} '
+                            f'snapshot; {option} does not change an existing snapshot.')
+        changed = self.description is not None and self.description != (facts['description'] or '')
+        if changed:
             if not self.client.check_mode:
                 flags = CREATE_REDEFINE | (CREATE_CURRENT if facts['current'] else 0)
                 xml = replace_description(snap.getXMLDesc(0), self.description)
@@ -363,15 +357,13 @@ class SnapshotManager:
                 facts = snapshot_facts(lookup_snapshot(dom, self.name), dom.name())
             else:
                 facts = dict(facts, description=self.description)
-        result.update(snapshot=facts, _before=before, _after=summary(facts))
-        return result
+        return DomainResult(changed, {'snapshot': facts}, before, summary(facts), warnings)
 
     # state=absent
 
-    def _absent(self, dom: t.Any, snap: t.Any) -> dict[str, t.Any]:
+    def _absent(self, dom: t.Any, snap: t.Any) -> DomainResult:
         if snap is None:
-            return {'changed': False, 'snapshot': None, 'deleted': [], '_before': summary(None),
-                    '_after': summary(None)}
+            return DomainResult(False, {'snapshot': None, 'deleted': []}, summary(None), summary(None))
         facts = snapshot_facts(snap, dom.name())
         descendants = list(snap.listAllChildren(1)) if self.params['children'] else []  # 1: all descendants
         deleted = [self.name] + sorted(c.getName() for c in descendants)
@@ -382,8 +374,7 @@ class SnapshotManager:
                     delete_with_descendants(dom, self.name, deleted[1:], self.params['busy_timeout'])
                 else:
                     delete_snapshot(dom, self.name, self.params['busy_timeout'])  # False: gone meanwhile, as wanted
-        return {'changed': True, 'snapshot': facts, 'deleted': deleted, '_before': summary(facts),
-                '_after': summary(None)}
+        return DomainResult(True, {'snapshot': facts, 'deleted': deleted}, summary(facts), summary(None))
 
 
 def main() -> None:
@@ -403,8 +394,6 @@ def main() -> None:
         result = SnapshotManager(client).run()
     except (SnapshotError, LibvirtError) as exc:
         client.fail(exc)
-    for warning in [w for r in result.get('results', [result]) for w in r.pop('warnings', [])]:
-        client.module.warn(warning)
     client.exit(**result)
 
 

@@ -271,8 +271,8 @@ import typing as t
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     BATCH_ARGUMENT_SPEC,
     BATCH_MODULE_KWARGS,
-    run_batch,
-    with_diff,
+    DomainResult,
+    run_domains,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import check_monitor_names
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
@@ -328,16 +328,10 @@ class PruneManager:
                              older_than=str(self.params['older_than']).strip() if cutoff is not None else None)
 
     def run(self) -> dict[str, t.Any]:
-        if self.params['domain'] is not None:
-            result = self.prune(self.params['domain'])
-            before, after = result.pop('_before'), result.pop('_after')
-            if result.pop('failed', False):
-                raise SnapshotError(result.pop('msg'), **result)
-            return with_diff(self.client, result, {result['domain']: before}, {result['domain']: after})
-        return run_batch(self.client, self.prune)
+        return run_domains(self.client, self.prune, diff_by_domain=True)
 
-    def prune(self, domain: str) -> dict[str, t.Any]:
-        """Prune one domain. A refused deletion comes back as a failed result that lists what was deleted before it."""
+    def prune(self, domain: str) -> DomainResult:
+        """Prune one domain. A refused deletion comes back as a failure that lists what was deleted before it."""
         dom = self.client.lookup_domain(domain)
         snapshots = read_snapshots(dom)
         to_delete, to_keep = plan(snapshots, self.policy)
@@ -354,17 +348,8 @@ class PruneManager:
             except SnapshotError as exc:  # refused, or no turn under hypervisor_jobs: nothing was deleted
                 failure = exc.msg
         before = [s['name'] for s in snapshots]
-        result: dict[str, t.Any] = {
-            'domain': domain,
-            'changed': bool(deleted),
-            'deleted': deleted,
-            'kept': [brief(s) for s in to_keep],
-            '_before': before,
-            '_after': [n for n in before if n not in gone],
-        }
-        if failure is not None:
-            result.update(failed=True, msg=failure)
-        return result
+        return DomainResult(bool(deleted), {'deleted': deleted, 'kept': [brief(s) for s in to_keep]},
+                            before, [n for n in before if n not in gone], failure=failure)
 
     def _delete_each(self, dom: t.Any, to_delete: list[Decision], deleted: list[dict[str, t.Any]],
                      gone: set[str]) -> str | None:

@@ -160,6 +160,7 @@ safety_snapshot_created:
 import time
 import typing as t
 
+from ansible_collections.kvm.snapshots.plugins.module_utils._batch import DomainResult, run_domains
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import domain_state
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_monitor_name,
@@ -221,7 +222,10 @@ class RevertManager:
             validate_text(self.params['safety_description'], 'safety description')
 
     def run(self) -> dict[str, t.Any]:
-        dom = self.client.lookup_domain(self.domain_name)
+        return run_domains(self.client, self.revert)
+
+    def revert(self, domain: str) -> DomainResult:
+        dom = self.client.lookup_domain(domain)
         snap = self._target(dom)
         target = snapshot_facts(snap, self.domain_name)
         self._check_revertable(target)
@@ -237,17 +241,13 @@ class RevertManager:
         expected = self._expected_state(target)
         with job_slot(self.client, f'Reverting domain "{self.domain_name}" to snapshot "{target["name"]}"'):
             safety, created = self._safety(dom)
-            result: dict[str, t.Any] = {
-                'changed': True, 'domain': self.domain_name, 'snapshot': dict(target, current=True),
-                'state': expected, 'safety_snapshot': safety, 'safety_snapshot_created': created,
-            }
+            data: dict[str, t.Any] = {'snapshot': dict(target, current=True), 'state': expected,
+                                      'safety_snapshot': safety, 'safety_snapshot_created': created}
             if not self.client.check_mode:
                 self._revert(dom, snap)
-                result['snapshot'] = snapshot_facts(lookup_snapshot(dom, target['name']) or snap, self.domain_name)
-                result['state'] = domain_state(dom)
-        if self.client.diff_mode:
-            result['diff'] = {'before': before, 'after': {'current': target['name'], 'state': result['state']}}
-        return result
+                data['snapshot'] = snapshot_facts(lookup_snapshot(dom, target['name']) or snap, self.domain_name)
+                data['state'] = domain_state(dom)
+        return DomainResult(True, data, before, {'current': target['name'], 'state': data['state']})
 
     def _target(self, dom: t.Any) -> t.Any:
         name = self.params['name']
@@ -286,6 +286,7 @@ class RevertManager:
         if self.safety_name is None:
             return None, False
         existing = lookup_snapshot(dom, self.safety_name)
+        # warned at once, not in the DomainResult: they matter also when the revert then fails
         if existing is not None:
             self.client.module.warn(f'Safety snapshot "{self.safety_name}" of "{self.domain_name}" exists already '
                                     '(an earlier run took it); it is kept and not taken again.')

@@ -12,9 +12,11 @@ import uuid
 import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
+    DomainResult,
     batch_summary,
     is_glob,
     resolve_domains,
+    run_domains,
     run_parallel,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
@@ -164,3 +166,91 @@ def test_batch_summary():
     ]
     assert batch_summary(results) == (True, ['c: gone'])
     assert batch_summary(results[:1]) == (False, [])
+
+
+# run_domains: the one path for one domain and for many
+
+class _Module:
+    def __init__(self):
+        self.warnings = []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+
+class Client:
+    """What run_domains uses of AnsibleLibvirtModule: the options, --diff, warnings and the connection."""
+
+    def __init__(self, conn=None, diff=True, **params):
+        self.params, self.diff_mode, self.conn, self.module = params, diff, conn, _Module()
+
+
+def work(name):
+    """A domain's work: "fail-*" raise, "half-*" fail after some work, the others change what their name says."""
+    if name.startswith('fail-'):
+        raise SnapshotError(f'{name} refused')
+    return DomainResult(changed=name.startswith('changed-'), data={'said': name.upper()}, before=[name],
+                        after=[], warnings=[f'{name} warns'],
+                        failure=f'{name} stopped half-way' if name.startswith('half-') else None)
+
+
+def test_one_domain_is_the_result_of_the_task():
+    client = Client(domain='changed-a', domains=None, parallel=4)
+    assert run_domains(client, work) == {'domain': 'changed-a', 'changed': True, 'said': 'CHANGED-A',
+                                         'diff': {'before': ['changed-a'], 'after': []}}
+    assert client.module.warnings == ['changed-a warns']
+    keyed = run_domains(Client(domain='a', domains=None, parallel=4), work, diff_by_domain=True)
+    assert keyed['diff'] == {'before': {'a': ['a']}, 'after': {'a': []}} and keyed['changed'] is False
+    assert 'diff' not in run_domains(Client(domain='a', domains=None, parallel=4, diff=False), work)
+
+
+def test_one_domain_without_a_domains_option():
+    """A module that acts on one domain only (snapshot_revert) has no domains option."""
+    assert run_domains(Client(domain='a', diff=False), work) == {'domain': 'a', 'changed': False, 'said': 'A'}
+
+
+def test_one_domain_that_fails_fails_the_task_with_what_it_did():
+    client = Client(domain='half-a', domains=None, parallel=4)
+    with pytest.raises(SnapshotError) as raised:
+        run_domains(client, work)
+    assert raised.value.msg == 'half-a stopped half-way'
+    assert raised.value.details == {'domain': 'half-a', 'changed': False, 'said': 'HALF-A'}
+    assert client.module.warnings == ['half-a warns']
+    with pytest.raises(SnapshotError, match='^fail-a refused$'):
+        run_domains(Client(domain='fail-a', domains=None, parallel=4), work)
+
+
+def test_many_domains_give_one_entry_each_and_one_diff(conn, fleet):
+    client = Client(conn, domain=None, domains=['changed-b', f'{fleet}-web-?', 'none-*', 'a'], parallel=2)
+    result = run_domains(client, work)
+    names = ['changed-b', f'{fleet}-web-1', f'{fleet}-web-2', 'a']
+    assert result['results'] == [{'domain': n, 'changed': n == 'changed-b', 'said': n.upper(), 'failed': False}
+                                 for n in names]
+    assert result['changed'] is True and result['unmatched'] == ['none-*']
+    assert result['diff'] == {'before': {n: [n] for n in names}, 'after': {n: [] for n in names}}
+    assert client.module.warnings == [f'{n} warns' for n in names]  # in the order of the domains
+
+
+def test_many_domains_with_failures_fail_the_task_with_every_result():
+    client = Client(domain=None, domains=['a', 'fail-b', 'half-c', 'changed-d'], parallel=4)
+    with pytest.raises(SnapshotError) as raised:
+        run_domains(client, work)
+    assert raised.value.msg == '2 of 4 domains failed: fail-b: fail-b refused; half-c: half-c stopped half-way'
+    results = raised.value.details['results']
+    assert [(r['domain'], r['failed'], r['changed']) for r in results] == [
+        ('a', False, False), ('fail-b', True, False), ('half-c', True, False), ('changed-d', False, True)]
+    assert results[2] == {'domain': 'half-c', 'changed': False, 'said': 'HALF-C', 'failed': True,
+                          'msg': 'half-c stopped half-way'}
+    assert raised.value.details['changed'] is True and raised.value.details['unmatched'] == []
+    assert client.module.warnings == ['a warns', 'half-c warns', 'changed-d warns']  # of those whose work returned
+
+
+def test_many_domains_refuse_null_and_empty_names_and_warn_on_none():
+    with pytest.raises(SnapshotError, match='domain is null'):
+        run_domains(Client(domain=None, domains=None, parallel=4), work)
+    with pytest.raises(SnapshotError, match='domains holds 2 empty name'):
+        run_domains(Client(domain=None, domains=['a', ' ', None], parallel=4), work)
+    client = Client(domain=None, domains=[], parallel=4)
+    assert run_domains(client, work) == {'changed': False, 'results': [], 'unmatched': [],
+                                         'diff': {'before': {}, 'after': {}}}
+    assert client.module.warnings[0].startswith('domains is an empty list')
