@@ -17,7 +17,7 @@
 #   integration  python3 -m pytest tests/integration (real libvirtd + QEMU from the lab), on two stacks:
 #                bookworm: this machine's libvirtd (Debian 12, libvirt 9.0): every test;
 #                trixie: Debian 13's libvirtd (11.3) in the lab's cached chroot: every test but
-#                test_faults.py and test_runner.py (KSLAB_STACK=trixie); one summary line per stack
+#                test_faults_*.py and test_runner.py (KSLAB_STACK=trixie); one summary line per stack
 #
 # Options:
 #   --only LIST     run only these stages (comma-separated), e.g. --only unit,sanity
@@ -36,9 +36,10 @@ set -euo pipefail
 
 ALL_STAGES=(unit sanity lint changelog build integration)
 ALL_STACKS=(bookworm trixie)
-# the tests that do not run on the trixie stack: test_faults.py drives the host's own libvirtd; test_runner.py
+# the tests that do not run on the trixie stack: test_faults_*.py drive the host's own libvirtd; test_runner.py
 # checks what ansible-runner (AWX's engine) reports, which does not depend on the libvirt stack
-BOOKWORM_ONLY_TESTS=(test_faults.py test_runner.py)
+BOOKWORM_ONLY_TESTS=(test_faults_libvirtd.py test_faults_killed.py test_faults_concurrency.py test_faults_storage.py
+    test_faults_files.py test_runner.py)
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
