@@ -29,16 +29,14 @@ extends_documentation_fragment:
   - kvm.snapshots._libvirt.jobs
   - kvm.snapshots._libvirt.batch
   - kvm.snapshots._libvirt.attributes
+  - kvm.snapshots._attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
     details: Predicts C(changed) and the snapshot that would be made; nothing is created or deleted.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details:
       - O(state=present) on an existing name changes nothing (only a different O(description) is updated).

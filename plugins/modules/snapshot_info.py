@@ -29,17 +29,15 @@ author:
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
   - kvm.snapshots._libvirt.attributes
+  - kvm.snapshots._attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
     details: The module only reads; it runs the same in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: N/A
     details: The module only reads.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second run indicates no change.
     support: full
 options:
   domain:
@@ -283,6 +281,21 @@ snapshots:
       type: int
       returned: always
       sample: 287309824
+    group:
+      description:
+        - The application group the snapshot belongs to (taken by M(kvm.snapshots.snapshot_group)), read from the
+          marker line at the end of its description; V(null) for a snapshot of no group.
+        - C(name) is the group snapshot's name, C(id) the id of the group taken (new for every group taken),
+          C(members) its members, each with C(domain), C(uri) (without password) and C(state) (its power state
+          when the group was taken).
+      type: dict
+      returned: always
+      sample:
+        name: pre-upgrade
+        id: 3f2a9c0e8b7d4e1f9a6b5c4d3e2f1a0b
+        members:
+          - {domain: db1, uri: 'qemu+ssh://root@hv1/system', state: running}
+          - {domain: app1, uri: 'qemu+ssh://root@hv2/system', state: running}
     size_exact:
       description:
         - Whether RV(snapshots[].size_bytes) is the exact number of bytes the snapshot's files take.
@@ -312,6 +325,7 @@ snapshots:
       overlay_bytes: null
       size_bytes: 0
       size_exact: false
+      group: null
     - name: pre-upgrade
       domain: web1
       description: Before the kernel upgrade of ticket OPS-1234
@@ -330,6 +344,7 @@ snapshots:
       overlay_bytes: null
       size_bytes: 287309824
       size_exact: false
+      group: null
 current:
   description: The name of the current snapshot of O(domain); V(null) when it has none.
   returned: when O(domain) is given
@@ -592,6 +607,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
     domain_state,
     has_agent_channel,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._group import parse_group
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     ERR_NO_DOMAIN,
@@ -665,6 +681,8 @@ class SnapshotInfo:
             current = next((s['name'] for s in listed if s['current']), None)
             domains[dom.name()] = dict({'current': current, 'tree': snapshot_tree(listed), 'count': len(listed)},
                                        **facts)
+            for snap in listed:
+                snap['group'] = parse_group(snap['description'])
             snapshots.extend(s for s in listed if self.name is None or s['name'] == self.name)
         result: dict[str, t.Any] = {'changed': False, 'snapshots': snapshots, 'domains': domains,
                                     'libvirt_version': version_text(self.client.libvirt_version)}

@@ -34,18 +34,16 @@ extends_documentation_fragment:
   - kvm.snapshots._libvirt.jobs
   - kvm.snapshots._libvirt.batch
   - kvm.snapshots._libvirt.attributes
+  - kvm.snapshots._attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
     details: Reports in RV(deleted) what would be deleted and why, in RV(kept) which rules keep the others;
       nothing is deleted.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
     details: The names of the snapshots of each domain before and after.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second run indicates no change.
     support: full
     details:
       - A second run with the same options deletes nothing, unless snapshots have aged past O(older_than)

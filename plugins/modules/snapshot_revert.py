@@ -20,17 +20,15 @@ extends_documentation_fragment:
   - kvm.snapshots._libvirt
   - kvm.snapshots._libvirt.jobs
   - kvm.snapshots._libvirt.attributes
+  - kvm.snapshots._attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
     details: Reports the revert that would happen (and the safety snapshot that would be taken); changes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
     details: Shows the current snapshot and the power state of the domain before and after.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details:
       - Every run reverts and reports C(changed=true). A domain drifts from its snapshot the moment it runs
