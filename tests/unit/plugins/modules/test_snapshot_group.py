@@ -12,7 +12,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _group, _kind, _libvirt
-from ansible_collections.kvm.snapshots.plugins.modules import snapshot, snapshot_group
+from ansible_collections.kvm.snapshots.plugins.modules import snapshot, snapshot_group, snapshot_info
 
 RUNNING, PAUSED, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF
 
@@ -293,3 +293,17 @@ def test_member_password_is_masked(run_failing, make_domain):
     failed = run_failing(snapshot_group, {'name': 'g', 'members': [
         {'domain': a.name()}, {'domain': 'x', 'uri': 'qemu+ssh://root:s3cretpw@127.0.0.1:1/system'}]})
     assert 's3cretpw' not in str(failed)
+
+
+def test_snapshot_info_shows_the_group(run_module, make_domain):
+    a, b = make_domain('shutoff'), make_domain('shutoff')
+    run_module(snapshot_group, {'name': 'g', 'members': members(a, b), 'description': 'two\nlines'})
+    run_module(snapshot, {'domain': a.name(), 'name': 'plain', 'description': '[kvm.snapshots.group] {not json'})
+    listed = {s['name']: s for s in run_module(snapshot_info, {'domain': a.name()})['snapshots']}
+    group = listed['g']['group']
+    assert group['name'] == 'g' and len(group['id']) == 32
+    assert group['members'] == [{'domain': d.name(), 'uri': 'test:///default', 'state': 'shutoff'} for d in (a, b)]
+    assert listed['g']['description'].startswith('two\nlines\n[kvm.snapshots.group] {')
+    assert listed['plain']['group'] is None
+    other = run_module(snapshot_info, {'domain': b.name(), 'name': 'g'})['snapshots'][0]['group']
+    assert other == group

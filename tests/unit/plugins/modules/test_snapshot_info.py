@@ -60,6 +60,7 @@ def test_one_domain_lists_parents_before_children(run_module, tree_domain):
         'consistent': None,  # the test driver's images are not files to read
         # a disk-only internal snapshot: no VM state; the clusters only it holds are not counted (a lower bound)
         'memory_bytes': None, 'overlay_bytes': None, 'size_bytes': 0, 'size_exact': False,
+        'group': None,  # not taken by snapshot_group
     }
     assert [s['name'] for s in result['snapshots'] if s['current']] == ['c']
 
