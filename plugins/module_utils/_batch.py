@@ -20,6 +20,7 @@ import typing as t
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
+    OptionGroup,
     SnapshotError,
     describe,
 )
@@ -33,6 +34,7 @@ BATCH_MODULE_KWARGS: dict[str, t.Any] = {
     'mutually_exclusive': [('domain', 'domains')],
     'required_one_of': [('domain', 'domains')],
 }
+BATCH_OPTIONS = OptionGroup(BATCH_ARGUMENT_SPEC, BATCH_MODULE_KWARGS)  # documented by kvm.snapshots._libvirt.batch
 
 _GLOB_CHARS = frozenset('*?[')
 

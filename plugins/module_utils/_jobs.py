@@ -29,12 +29,13 @@ import tempfile
 import time
 import typing as t
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError, parse_uri
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import OptionGroup, SnapshotError, parse_uri
 
 JOBS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     'hypervisor_jobs': {'type': 'int', 'default': 0},
     'hypervisor_jobs_timeout': {'type': 'int', 'default': 3600},
 }
+JOBS_OPTIONS = OptionGroup(JOBS_ARGUMENT_SPEC)  # documented by kvm.snapshots._libvirt.jobs
 
 # Where the slots live: /run/lock for root (the usual user of a hypervisor's libvirt), else a folder of
 # the user's own in the temporary directory. Runs of different users do not count against each other.

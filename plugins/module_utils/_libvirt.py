@@ -45,6 +45,33 @@ COMMON_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     'busy_timeout': {'type': 'int', 'default': 120},
 }
 
+
+class OptionGroup(t.NamedTuple):
+    """Options that several modules share: their argument spec, and the AnsibleModule rules that go with them
+    (``mutually_exclusive``, ``required_one_of``, ...). A module names the groups it has; AnsibleLibvirtModule
+    merges them, the connection options first, then the groups in order, then the module's own options and rules.
+    The doc fragments of kvm.snapshots._libvirt document each group."""
+
+    spec: dict[str, dict[str, t.Any]]
+    rules: dict[str, list[t.Any]] | None = None
+
+
+CONNECTION_OPTIONS = OptionGroup(COMMON_ARGUMENT_SPEC)
+
+
+def merge_options(groups: t.Iterable[OptionGroup], argument_spec: dict[str, t.Any],
+                  rules: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
+    """The argument spec and AnsibleModule keywords of a module: the connection options, ``groups`` and the
+    module's own; a rule list (``required_one_of``, ...) is the groups' entries followed by the module's."""
+    spec: dict[str, t.Any] = {}
+    merged: dict[str, t.Any] = {}
+    for group in (CONNECTION_OPTIONS, *groups, OptionGroup(argument_spec, rules)):
+        spec.update(group.spec)
+        for key, value in (group.rules or {}).items():
+            merged[key] = [*merged[key], *value] if isinstance(value, list) and key in merged else value
+    return spec, merged
+
+
 # libvirt error codes (virErrorNumber) this collection gives a meaning to.
 ERR_INTERNAL = 1
 ERR_INVALID_ARG = 8
@@ -528,9 +555,8 @@ def option_range_problem(params: dict[str, t.Any]) -> str | None:
 class AnsibleLibvirtModule:
     """AnsibleModule plus a libvirt connection for the kvm.snapshots modules."""
 
-    def __init__(self, argument_spec: dict[str, t.Any], **kwargs: t.Any) -> None:
-        spec = dict(COMMON_ARGUMENT_SPEC)
-        spec.update(argument_spec)
+    def __init__(self, argument_spec: dict[str, t.Any], groups: t.Iterable[OptionGroup] = (), **kwargs: t.Any) -> None:
+        spec, kwargs = merge_options(groups, argument_spec, kwargs)
         # ansible-core lets an OverflowError (a traceback) out for an int option given "inf": taken as raw here,
         # and refused with a message below
         infinite = infinite_int_options(spec)

@@ -233,19 +233,14 @@ unmatched:
 
 import typing as t
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
-    BATCH_ARGUMENT_SPEC,
-    BATCH_MODULE_KWARGS,
-    DomainResult,
-    run_domains,
-)
+from ansible_collections.kvm.snapshots.plugins.module_utils._batch import BATCH_OPTIONS, DomainResult, run_domains
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import resume_interrupted, wait_idle
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_monitor_delete,
     validate_name,
     validate_text,
 )
-from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
+from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_OPTIONS, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import LOCATIONS, Plan, preflight_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
@@ -377,8 +372,6 @@ class SnapshotManager:
 
 def main() -> None:
     argument_spec = dict(
-        BATCH_ARGUMENT_SPEC,
-        **JOBS_ARGUMENT_SPEC,
         name={'type': 'str', 'required': True},
         state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent']},
         description={'type': 'str'},
@@ -387,7 +380,7 @@ def main() -> None:
         location={'type': 'str', 'default': 'auto', 'choices': list(LOCATIONS)},
         children={'type': 'bool', 'default': False},
     )
-    client = AnsibleLibvirtModule(argument_spec, supports_check_mode=True, **BATCH_MODULE_KWARGS)
+    client = AnsibleLibvirtModule(argument_spec, (BATCH_OPTIONS, JOBS_OPTIONS), supports_check_mode=True)
     try:
         result = SnapshotManager(client).run()
     except (SnapshotError, LibvirtError) as exc:

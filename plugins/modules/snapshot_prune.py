@@ -266,14 +266,9 @@ unmatched:
 import time
 import typing as t
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
-    BATCH_ARGUMENT_SPEC,
-    BATCH_MODULE_KWARGS,
-    DomainResult,
-    run_domains,
-)
+from ansible_collections.kvm.snapshots.plugins.module_utils._batch import BATCH_OPTIONS, DomainResult, run_domains
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import check_monitor_names
-from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
+from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_OPTIONS, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
@@ -372,8 +367,6 @@ class PruneManager:
 
 def main() -> None:
     argument_spec = dict(
-        BATCH_ARGUMENT_SPEC,
-        **JOBS_ARGUMENT_SPEC,
         match={'type': 'str', 'required': True},
         keep_last={'type': 'int'},
         keep_hourly={'type': 'int'},
@@ -383,9 +376,8 @@ def main() -> None:
         keep_yearly={'type': 'int'},
         older_than={'type': 'str'},
     )
-    kwargs = dict(BATCH_MODULE_KWARGS)
-    kwargs['required_one_of'] = [*BATCH_MODULE_KWARGS['required_one_of'], (*KEEP_OPTIONS, 'older_than')]
-    client = AnsibleLibvirtModule(argument_spec, supports_check_mode=True, **kwargs)
+    client = AnsibleLibvirtModule(argument_spec, (BATCH_OPTIONS, JOBS_OPTIONS), supports_check_mode=True,
+                                  required_one_of=[(*KEEP_OPTIONS, 'older_than')])
     try:
         result = PruneManager(client).run()
     except (SnapshotError, LibvirtError) as exc:

@@ -166,7 +166,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     validate_name,
     validate_text,
 )
-from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_ARGUMENT_SPEC, job_slot
+from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_OPTIONS, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import (
     EXTERNAL_REVERT,
     INTERNAL_REVERT_BROKEN,
@@ -359,7 +359,6 @@ class RevertManager:
 
 def main() -> None:
     argument_spec = {
-        **JOBS_ARGUMENT_SPEC,
         'domain': {'type': 'str', 'required': True},
         'name': {'type': 'str'},
         'state_after': {'type': 'str', 'default': 'as_snapshot',
@@ -368,7 +367,7 @@ def main() -> None:
         'safety_snapshot': {'type': 'str'},
         'safety_description': {'type': 'str', 'default': 'State before a revert by kvm.snapshots.snapshot_revert'},
     }
-    client = AnsibleLibvirtModule(argument_spec, supports_check_mode=True)
+    client = AnsibleLibvirtModule(argument_spec, (JOBS_OPTIONS,), supports_check_mode=True)
     try:
         result = RevertManager(client).run()
     except (SnapshotError, LibvirtError) as exc:

@@ -227,3 +227,92 @@ def test_libvirt_errors_takes_what_the_block_re_raises():
     assert lookup('missing-is-fine') is None
     with pytest.raises(_libvirt.SnapshotError, match=r'^Looking up "other" failed: .*\[libvirt error 42\]$'):
         lookup('other')
+
+
+# merge_options: the one way a module's options are put together
+
+def test_merge_options_connection_first_then_the_groups_then_the_module():
+    from ansible_collections.kvm.snapshots.plugins.module_utils._batch import BATCH_MODULE_KWARGS, BATCH_OPTIONS
+    from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_OPTIONS
+
+    own = {'match': {'type': 'str', 'required': True}}
+    spec, rules = _libvirt.merge_options((BATCH_OPTIONS, JOBS_OPTIONS), own,
+                                         {'supports_check_mode': True, 'required_one_of': [('keep', 'older_than')]})
+    assert list(spec) == ['uri', 'connect_timeout', 'busy_timeout', 'domain', 'domains', 'parallel',
+                          'hypervisor_jobs', 'hypervisor_jobs_timeout', 'match']
+    assert spec['uri'] == _libvirt.COMMON_ARGUMENT_SPEC['uri'] and spec['match'] == own['match']
+    assert rules == {'mutually_exclusive': [('domain', 'domains')],
+                     'required_one_of': [('domain', 'domains'), ('keep', 'older_than')],
+                     'supports_check_mode': True}
+    assert BATCH_MODULE_KWARGS['required_one_of'] == [('domain', 'domains')]  # the group itself is left as it was
+
+
+def test_merge_options_lets_a_module_replace_a_shared_option():
+    spec, rules = _libvirt.merge_options((), {'busy_timeout': {'type': 'int', 'default': 5}}, {})
+    assert spec['busy_timeout'] == {'type': 'int', 'default': 5} and list(spec)[0] == 'uri' and rules == {}
+
+
+# URIs with passwords
+
+@pytest.mark.parametrize('uri, shown', [
+    ('qemu+tcp://admin:s3cret@hv1:16509/system', 'qemu+tcp://admin:********@hv1:16509/system'),
+    ('qemu+ssh://root:p@ss:w0rd@hv1/system?keyfile=/k', 'qemu+ssh://root:********@hv1/system?keyfile=/k'),
+    ('qemu+ssh://root@hv1/system', 'qemu+ssh://root@hv1/system'),
+    ('qemu:///system', 'qemu:///system'),
+    ('test:///default', 'test:///default'),
+    ('qemu+tcp://[::1/system', 'qemu+tcp://[::1/system'),  # not readable by urllib: left to libvirt
+])
+def test_redact_uri(uri, shown):
+    assert _libvirt.redact_uri(uri) == shown
+
+
+def test_uri_password():
+    assert _libvirt.uri_password('qemu+tcp://admin:s3cret@hv1/system') == 's3cret'
+    assert _libvirt.uri_password('qemu+ssh://root@hv1/system') is None
+    assert _libvirt.uri_password('qemu+tcp://[::1/system') is None
+
+
+# connection faults
+
+def test_keepalive_follows_connect_timeout():
+    assert _libvirt.keepalive_for(30) == (5, 5)  # libvirt's own default: silent for about 30 s
+    assert _libvirt.keepalive_for(6) == (1, 5)
+    assert _libvirt.keepalive_for(1) == (1, 5)
+    assert _libvirt.keepalive_for(0) is None  # wait for ever
+    assert _libvirt.keepalive_for(-1) is None
+
+
+@pytest.mark.parametrize('text', ["Failed to connect socket to '/run/libvirt/libvirt-sock': No such file or directory",
+                                  "unable to connect to server at 'hv1:16509': Connection refused"])
+def test_cannot_connect_is_not_a_lost_connection(text):
+    msg = _libvirt.describe(fake_error(38, text, _libvirt.FROM_RPC), 'Connecting to libvirt at qemu:///system')
+    assert 'libvirtd does not run there or does not accept connections' in msg
+    assert 'was lost' not in msg
+
+
+def test_keepalive_timeout_is_a_lost_connection():
+    error = fake_error(1, 'internal error: connection closed due to keepalive timeout', _libvirt.FROM_RPC)
+    assert _libvirt.connection_lost(error)
+    msg = _libvirt.describe(error, 'Creating snapshot "s"')
+    assert 'stopped answering' in msg and 'Running guests keep running' in msg
+
+
+# the module wrapper: the password never reaches the output
+
+def test_module_masks_the_uri_password(monkeypatch, capsys):
+    from ansible.module_utils.testing import patch_module_args  # pylint: disable=import-outside-toplevel
+
+    def refuse(uri):
+        raise fake_error(38, "unable to connect to server at 'hv1:16509': Connection refused", _libvirt.FROM_RPC)
+
+    monkeypatch.setattr(_libvirt.libvirt, 'open', refuse)
+    with patch_module_args({'uri': 'qemu+tcp://admin:s3cret-pw@hv1:16509/system', 'connect_timeout': 5}):
+        client = _libvirt.AnsibleLibvirtModule({})
+        with pytest.raises(SystemExit):
+            try:
+                client.conn  # pylint: disable=pointless-statement
+            except SnapshotError as exc:
+                client.fail(exc)
+    out = capsys.readouterr().out
+    assert 's3cret-pw' not in out
+    assert 'qemu+tcp://admin:********@hv1:16509/system' in out
