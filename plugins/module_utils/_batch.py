@@ -5,7 +5,8 @@
 # This module_utils is PRIVATE to the kvm.snapshots collection.
 # It may change without notice; do not use it from other collections.
 
-"""Batch mode: one module run acting on many domains, in parallel.
+"""One domain or many: run_domains is the one path of a module for ``domain`` and for ``domains`` (batch mode: one
+module run acting on many domains, in parallel); the work on one domain returns a DomainResult.
 
 One libvirt connection is shared by the worker threads (libvirt connections
 are thread-safe and libvirt-python releases the GIL during calls). A
@@ -186,35 +187,3 @@ def run_domains(client: t.Any, work: t.Callable[[str], DomainResult], diff_by_do
     return with_diff(client, {'changed': changed, 'results': results, 'unmatched': unmatched},
                      {n: finished[n].before for n in names}, {n: finished[n].after for n in names})
 
-
-def run_batch(client: t.Any, work: t.Callable[[str], dict[str, t.Any]]) -> dict[str, t.Any]:
-    """Batch mode of a module: ``work(name)`` on every domain that ``domains`` names or matches.
-
-    ``work`` returns a domain's result with its ``_before`` and ``_after`` states for --diff;
-    they become one diff keyed by domain. Raises a SnapshotError carrying every domain's
-    result when any of them failed.
-    """
-    patterns = client.params['domains']
-    if patterns is None:  # domain: null passes Ansible's one-of check
-        raise SnapshotError('One of domain and domains is required, and domain is null: give the name of a domain '
-                            '(a variable that came out empty, such as "{{ none }}"?).')
-    bad = [p for p in patterns if not isinstance(p, str) or not p.strip()]
-    if bad:
-        raise SnapshotError(f'domains holds {len(bad)} empty name(s): every entry must be a domain name or a glob '
-                            '(such as "web-*"). Nothing was changed.')
-    if not patterns:
-        client.module.warn('domains is an empty list: no domain was named, so nothing was done. '
-                           'Name domains or globs, such as "*" for every domain of the hypervisor.')
-    names, unmatched = resolve_domains(client.conn, patterns)
-    results = run_parallel(names, work, client.params['parallel'])
-    before: dict[str, t.Any] = {}
-    after: dict[str, t.Any] = {}
-    for res in results:
-        if '_before' in res:
-            before[res['domain']] = res.pop('_before')
-            after[res['domain']] = res.pop('_after')
-    changed, failures = batch_summary(results)
-    if failures:
-        raise SnapshotError(f'{len(failures)} of {len(results)} domains failed: ' + '; '.join(failures),
-                            changed=changed, results=results, unmatched=unmatched)
-    return with_diff(client, {'changed': changed, 'results': results, 'unmatched': unmatched}, before, after)
