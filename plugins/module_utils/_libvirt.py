@@ -490,6 +490,15 @@ def keepalive_for(timeout: int) -> tuple[int, int] | None:
     return max(1, timeout // 6), 5
 
 
+class _LongestFirst(set):
+    """A set of no_log values that ansible-core reads longest first: before 2.19 it masks them in the order the
+    set gives them, and a reading of a password that is part of a longer one (a password holding "@") masked
+    first would leave the rest of the longer one in the output."""
+
+    def __iter__(self) -> t.Iterator[t.Any]:
+        return iter(sorted(set.__iter__(self), key=lambda value: len(str(value)), reverse=True))
+
+
 class _MaskingModule(AnsibleModule):
     """AnsibleModule that knows the password of the ``uri`` option before it validates anything.
 
@@ -501,6 +510,7 @@ class _MaskingModule(AnsibleModule):
 
     def _load_params(self) -> None:
         super()._load_params()
+        self.no_log_values = _LongestFirst(self.no_log_values)
         params = self.params if isinstance(self.params, dict) else {}
         for key in ('uri', 'libvirt_uri'):
             self.no_log_values.update(uri_secrets(params.get(key)))

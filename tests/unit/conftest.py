@@ -1,38 +1,39 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fixtures shared by every unit test."""
+"""Fixtures shared by every unit test (the plain helpers they build on are in helpers.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+import types
 import uuid
 import xml.etree.ElementTree as ET
+from unittest import mock
 
 import libvirt
 import pytest
+from ansible.module_utils import basic
 
+try:
+    from ansible.module_utils import testing  # noqa: F401  # pylint: disable=unused-import
+except ImportError:  # ansible-core before 2.19: the tests' one way to give module args, by the older means
 
-TEST_URI = 'test:///default'
+    @contextlib.contextmanager
+    def patch_module_args(args=None):
+        """ansible.module_utils.testing.patch_module_args of ansible-core 2.19, for 2.16 to 2.18."""
+        with mock.patch.object(basic, '_ANSIBLE_ARGS', json.dumps({'ANSIBLE_MODULE_ARGS': args or {}}).encode()):
+            yield
 
-DOMAIN_XML = """<domain type='test'>
-  <name>{name}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type></os>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='{fmt}'/>
-      <source file='/guest/{name}.img'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>{channel}
-  </devices>
-</domain>"""
+    testing = types.ModuleType('ansible.module_utils.testing')
+    testing.patch_module_args = patch_module_args
+    sys.modules[testing.__name__] = testing
 
-
-AGENT_CHANNEL_XML = """
-    <channel type='unix'>
-      <target type='virtio' name='org.qemu.guest_agent.0'/>
-    </channel>"""
+# tests/unit/helpers.py by its file name: pytest puts this directory on sys.path to import this conftest, before
+# pytest-ansible makes the ansible_collections path (the test files import it by that path)
+from helpers import AGENT_CHANNEL_XML, DOMAIN_XML, TEST_URI  # pylint: disable=import-error
 
 
 @pytest.fixture

@@ -1,14 +1,17 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The domain (module_utils/_domain.py): the disks a snapshot covers, read on libvirt's test driver.
-
-Busy domains, interrupted jobs and waiting for idle are in test__faults.py.
-"""
+"""The domain (module_utils/_domain.py): the disks a snapshot covers, read on libvirt's test driver; busy
+domains, interrupted jobs and waiting for idle, with stand-ins where the test driver cannot go."""
 
 from __future__ import annotations
 
+import libvirt
+import pytest
+
 from ansible_collections.kvm.snapshots.plugins.module_utils import _domain as d
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
+from ansible_collections.kvm.snapshots.tests.unit.helpers import TEST_URI, fake_error
 
 
 # readers, on the test driver (make_domain: tests/unit/conftest.py)
@@ -39,3 +42,94 @@ def test_domain_disks_skips_cdroms(make_domain):
     disks = d.domain_disks(dom)
     assert [(d['name'], d['format'], d['snapshot']) for d in disks] == [('vda', 'qcow2', None), ('vdb', 'raw', 'no')]
     assert disks[0]['file'] == f'/guest/{dom.name()}.img'
+
+
+# jobs: interrupted, running
+
+class _JobDomain:
+    """A domain in a given state; controlInfo reports a job while ``busy`` says so."""
+
+    def __init__(self, state, reason, busy=(False,)):
+        self._state = [state, reason]
+        self._busy = list(busy)
+        self.resumed = 0
+
+    def name(self):
+        return 'web1'
+
+    def state(self, _flags=0):
+        return list(self._state)
+
+    def controlInfo(self, _flags=0):
+        busy = self._busy.pop(0) if len(self._busy) > 1 else self._busy[0]
+        return [1 if busy else 0, 0, 1500 if busy else 0]
+
+    def resume(self):
+        self.resumed += 1
+        self._state = [1, 2]
+
+
+def test_resume_a_domain_left_paused_by_an_interrupted_snapshot():
+    dom = _JobDomain(d.STATE_PAUSED, 3)  # paused, reason "save", no job
+    warning = d.resume_interrupted(dom, busy_timeout=5)
+    assert dom.resumed == 1
+    assert 'was paused (reason: save) with no libvirt job running' in warning and 'It was resumed' in warning
+
+
+def test_a_save_that_was_still_running_settles_the_state():
+    """The lock made resume wait for a save, which shut the domain off: nothing to resume, no error."""
+    dom = _JobDomain(d.STATE_PAUSED, 3)
+
+    def save_ended():
+        dom._state = [5, 2]  # pylint: disable=protected-access
+        raise fake_error(55, 'Requested operation is not valid: domain is not running')
+
+    dom.resume = save_ended
+    assert d.resume_interrupted(dom, busy_timeout=5) is None
+
+
+def test_resume_that_fails_for_another_reason_says_so():
+    dom = _JobDomain(d.STATE_PAUSED, 3)
+
+    def broken():
+        raise fake_error(1, 'internal error: unable to execute QEMU command cont')
+
+    dom.resume = broken
+    with pytest.raises(SnapshotError, match=r'Resuming domain "web1", left paused by an unfinished save job failed'):
+        d.resume_interrupted(dom, busy_timeout=5)
+
+
+@pytest.mark.parametrize('state, reason', [(1, 1), (3, 1), (3, 2), (5, 1)])
+def test_leave_other_states_alone(state, reason):
+    """Running, paused by the user, paused for a migration, shut off: nothing to do."""
+    dom = _JobDomain(state, reason)
+    assert d.resume_interrupted(dom, busy_timeout=5) is None
+    assert dom.resumed == 0
+
+
+def test_a_running_job_is_not_interrupted():
+    """Paused for a snapshot that is still being taken (another run): libvirt resumes it at the end."""
+    dom = _JobDomain(d.STATE_PAUSED, 9, busy=(True,))
+    assert d.resume_interrupted(dom, busy_timeout=5) is None
+    assert dom.resumed == 0
+
+
+def test_wait_idle_waits_for_the_job():
+    dom = _JobDomain(1, 1, busy=(True, True, False))
+    d.wait_idle(dom, busy_timeout=10)
+    assert not d.domain_busy(dom)
+
+
+def test_wait_idle_gives_up_and_says_what_is_busy():
+    dom = _JobDomain(1, 1, busy=(True,))
+    with pytest.raises(SnapshotError, match=r'still busy with another job .* after 0\.3 seconds.*busy_timeout'):
+        d.wait_idle(dom, busy_timeout=0.3)
+
+
+def test_domain_busy_on_a_driver_without_control_info():
+    conn = libvirt.open(TEST_URI)
+    try:
+        dom = conn.lookupByName('test')  # the test driver's own domain
+        assert d.domain_busy(dom) is False
+    finally:
+        conn.close()

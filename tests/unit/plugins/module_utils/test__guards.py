@@ -1,14 +1,19 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The guards (module_utils/_guards.py): snapshot names and descriptions refused before libvirt sees them."""
+"""The guards (module_utils/_guards.py): snapshot names and descriptions refused before libvirt sees them, free
+space for a memory snapshot, names QEMU's monitor or QMP job ids cannot take, reverts between the kinds."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _guards as g
+from ansible_collections.kvm.snapshots.plugins.module_utils import _storage as sto
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
+from ansible_collections.kvm.snapshots.tests.unit.helpers import DiskDomain, statvfs_with
 from ansible_collections.kvm.snapshots.tests.unit.plugins.module_utils.texts import HOSTILE_TEXT
 
 
@@ -65,3 +70,117 @@ def test_name_limit_in_utf8_bytes():
         assert 'Nothing was changed' in raised.value.msg
     with pytest.raises(SnapshotError, match='not valid Unicode'):
         g.validate_name('x\ud800')
+
+
+# full storage
+
+def test_memory_snapshot_refused_without_room(monkeypatch, tmp_path):
+    monkeypatch.setattr(sto.os, 'statvfs', statvfs_with(500 << 20))
+    with pytest.raises(SnapshotError) as raised:
+        g.check_free_space(DiskDomain(tmp_path / 'web1.qcow2', memory_mib=1024))
+    msg = raised.value.msg
+    assert 'needs up to 1088 MiB' in msg and 'has 500 MiB free' in msg and 'Nothing was changed' in msg
+    assert 'disk_only: true' in msg
+    assert raised.value.details == {'domain': 'web1', 'needed': 1088 << 20, 'free': 500 << 20}
+
+
+def test_memory_snapshot_with_room(monkeypatch, tmp_path):
+    monkeypatch.setattr(sto.os, 'statvfs', statvfs_with(1088 << 20))
+    g.check_free_space(DiskDomain(tmp_path / 'web1.qcow2', memory_mib=1024))
+
+
+def test_free_space_not_checked_where_it_cannot_be_read(monkeypatch, tmp_path):
+    def unreadable(_path):
+        raise FileNotFoundError(_path)
+
+    monkeypatch.setattr(sto.os, 'statvfs', unreadable)
+    g.check_free_space(DiskDomain(tmp_path / 'web1.qcow2'))  # a remote host's path, say
+    g.check_free_space(DiskDomain(tmp_path / 'web1.qcow2', excluded=True))  # no disk takes part
+
+
+# names libvirt 9.0 passes to QEMU's monitor unescaped, and names libvirt 10.9 and later make QMP job ids of
+
+class _Driver:
+    def __init__(self, kind, active=True, version=9_000_000):
+        self.kind = kind
+        self.active = active
+        self.version = version
+
+    def name(self):
+        return 'web1'
+
+    def isActive(self):
+        return self.active
+
+    def connect(self):
+        return SimpleNamespace(getType=lambda: self.kind, getLibVersion=lambda: self.version)
+
+
+@pytest.mark.parametrize('name', ['say "hi"', 'back\\slash', '"'])
+def test_monitor_unsafe_names_refused_on_qemu(name):
+    with pytest.raises(SnapshotError, match="QEMU's monitor without escaping it") as raised:
+        g.check_monitor_name(_Driver('QEMU'), name)
+    assert 'Nothing was changed' in raised.value.msg
+    g.check_monitor_name(_Driver('Test'), name)  # other drivers do not use the monitor
+
+
+@pytest.mark.parametrize('name', ["it's <b>&amp;", '-d', '$(id)', 'ünïcødé', 'with space'])
+def test_other_names_pass(name):
+    g.check_monitor_name(_Driver('QEMU'), name)
+
+
+@pytest.mark.parametrize('action, advice', [
+    ('create', 'Choose a name without'),
+    ('revert', 'shut the domain off first'),
+    ('delete', 'Shut the domain off and delete it then'),
+    ('prune', 'or narrow match'),
+])
+def test_one_monitor_rule_for_every_action(action, advice):
+    """create, revert, delete and prune share the rule; each refusal names every unsafe snapshot and what to do."""
+    with pytest.raises(SnapshotError) as raised:
+        g.check_monitor_names(_Driver('QEMU'), ['fine', 'x\\', 'q"'], action)
+    msg = raised.value.msg
+    assert "'x\\\\'" in msg and """'q"'""" in msg and "'fine'" not in msg, msg
+    assert advice in msg and 'Nothing was changed' in msg, msg
+    assert raised.value.details['snapshots'] == ['x\\', 'q"']
+    g.check_monitor_names(_Driver('QEMU', active=False), ['x\\'], action)  # shut off: qemu-img takes any name
+    g.check_monitor_names(_Driver('QEMU'), ['fine', "it's"], action)
+
+
+@pytest.mark.parametrize('name', ['with space', 'ünïcødé', "it's", 'a:b', 'x+y', 'say "hi"', 'back\\slash'])
+def test_names_that_are_no_qmp_job_id_refused_from_libvirt_10_9(name):
+    with pytest.raises(SnapshotError) as raised:
+        g.check_monitor_name(_Driver('QEMU', version=11_003_000), name)
+    msg = raised.value.msg
+    assert 'runs it as a QEMU job named after the snapshot' in msg and 'Nothing was changed' in msg, msg
+    assert 'letters, digits, ".", "-" and "_"' in msg and 'location: external' in msg, msg
+    g.check_monitor_name(_Driver('QEMU', active=False, version=11_003_000), name)  # shut off: qemu-img
+
+
+@pytest.mark.parametrize('name', ['pre-change-20261130T010203Z', 'nightly_1.2', '-d', '9'])
+def test_qmp_job_id_names_pass_on_every_version(name):
+    for version in (9_000_000, 10_009_000, 11_003_000):
+        g.check_monitor_name(_Driver('QEMU', version=version), name)
+
+
+# reverting between the kinds
+
+def _facts(name, location):
+    return {'name': name, 'location': location}
+
+
+def test_revert_to_internal_refused_while_external_exist(monkeypatch):
+    dom = SimpleNamespace(name=lambda: 'web1')
+    snapshots = [_facts('internal-1', 'internal'), _facts('external-2', 'external'), _facts('external-1', 'external')]
+    monkeypatch.setattr(g, 'list_snapshots', lambda _dom: snapshots)
+    with pytest.raises(SnapshotError) as raised:
+        g.check_revert_possible(dom, _facts('internal-1', 'internal'))
+    assert 'has external (disk-only) snapshots (external-1, external-2)' in raised.value.msg
+    assert 'reverting to the internal snapshot "internal-1" is refused' in raised.value.msg
+    g.check_revert_possible(dom, _facts('external-1', 'external'))  # refused elsewhere (needs libvirt 9.9)
+
+
+def test_revert_to_internal_without_external(monkeypatch):
+    dom = SimpleNamespace(name=lambda: 'web1')
+    monkeypatch.setattr(g, 'list_snapshots', lambda _dom: [_facts('internal-1', 'internal')])
+    g.check_revert_possible(dom, _facts('internal-1', 'internal'))

@@ -5,17 +5,16 @@
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 
-import libvirt
 import pytest
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._kind import Plan
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
 from ansible_collections.kvm.snapshots.plugins.module_utils import _snapshot as s
+from ansible_collections.kvm.snapshots.plugins.module_utils._kind import Plan
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import FROM_RPC, SnapshotError
+from ansible_collections.kvm.snapshots.tests.unit.helpers import fake_error
 from ansible_collections.kvm.snapshots.tests.unit.plugins.module_utils.texts import HOSTILE_TEXT
-
-TEST_URI = 'test:///default'
 
 
 # build_snapshot_xml / replace_description
@@ -239,13 +238,6 @@ def test_lookup_snapshot_error_other_than_missing_is_plain(make_domain, conn):
 
 # delete_snapshot, delete_with_descendants: on the test driver, with a busy lock or a rival run stood in
 
-def libvirt_error(code, text):
-    error = libvirt.libvirtError(text)
-    error.get_error_code = lambda: code
-    error.get_error_domain = lambda: 0
-    error.get_error_message = lambda: text
-    return error
-
 
 class Rival:
     """A domain whose snapshots' delete first meets ``busy`` busy-lock errors (another job holds the domain), or
@@ -268,8 +260,8 @@ class Rival:
             def delete(self, flags):
                 outer.calls += 1
                 if outer.calls <= outer.busy:
-                    raise libvirt_error(68, 'Timed out during operation: cannot acquire state change lock '
-                                            '(held by monitor=remoteDispatchDomainSnapshotCreateXML)')
+                    raise fake_error(68, 'Timed out during operation: cannot acquire state change lock '
+                                         '(held by monitor=remoteDispatchDomainSnapshotCreateXML)')
                 if outer.rival:
                     outer.dom.snapshotLookupByName(name, 0).delete(flags)  # the other run was faster
                 return snap.delete(flags)
@@ -339,3 +331,62 @@ def test_creation_time_past_year_9999_is_none_not_a_traceback(epoch):
     assert facts['creation_time'] is None
     assert facts['creation_time_epoch'] == epoch
     assert s.iso_utc(253402300799) == '9999-12-31T23:59:59Z'
+
+
+# connection faults
+
+class _LostConnection:
+    """A domain whose connection breaks in the middle of snapshotCreateXML (libvirtd killed)."""
+
+    def __init__(self):
+        self.lookups = 0
+
+    def name(self):
+        return 'web1'
+
+    def snapshotCreateXML(self, _xml, _flags):
+        raise fake_error(1, 'End of file while reading data: Input/output error', FROM_RPC)
+
+    def snapshotLookupByName(self, _name, _flags=0):
+        self.lookups += 1
+        raise fake_error(1, 'client socket is closed', FROM_RPC)
+
+
+def test_create_on_a_lost_connection_says_what_may_be_left():
+    dom = _LostConnection()
+    with pytest.raises(SnapshotError) as raised:
+        s.create_snapshot(dom, 'pre')
+    msg = raised.value.msg
+    assert msg.startswith('Creating snapshot "pre" of domain "web1" failed: End of file')
+    assert 'connection to libvirtd was lost' in msg and 'a re-run of this task finds out' in msg
+    assert dom.lookups == 0  # no second call on a dead connection
+
+
+# a snapshot listed while another run still takes it
+
+class _Busy:
+    def __init__(self, control, elapsed_ms):
+        self.info = [control, 0, elapsed_ms]
+
+    def controlInfo(self, _flags=0):
+        return list(self.info)
+
+
+class _Snap:
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def getXMLDesc(self, _flags=0):
+        return f'<domainsnapshot><name>s</name><creationTime>{self.epoch}</creationTime></domainsnapshot>'
+
+
+def test_a_snapshot_made_by_the_running_job_is_in_progress():
+    now = int(time.time())
+    assert s.in_progress(_Busy(1, 3000), _Snap(now - 3))  # stamped as its job began
+    assert s.in_progress(_Busy(2, 500), _Snap(now - 2))  # the monitor entered a little after the stamp
+
+
+def test_an_older_snapshot_under_another_job_is_not_waited_for():
+    now = int(time.time())
+    assert not s.in_progress(_Busy(1, 10_000), _Snap(now - 3600))  # a backup started long after it
+    assert not s.in_progress(_Busy(0, 0), _Snap(now))  # no job at all
