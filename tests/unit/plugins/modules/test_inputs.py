@@ -9,11 +9,14 @@ import json
 import uuid
 
 import pytest
+from ansible.module_utils.ansible_release import __version__ as ansible_version
 from ansible.module_utils.testing import patch_module_args
 from ansible.utils.display import Display
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import resolve_domains
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot, snapshot_info, snapshot_prune, snapshot_revert
+
+ANSIBLE_CORE = tuple(int(part) for part in ansible_version.split('.')[:2])
 
 BARE_XML = """<domain type='test'>
   <name>{name}</name>
@@ -124,5 +127,7 @@ def test_integer_options_out_of_range(run_failing, make_domain, add_snapshot, op
     dom = make_domain()
     add_snapshot(dom, 'old', 1_000_000_000)
     result = run_failing(snapshot_prune, {'domain': dom.name(), 'match': '*', 'keep_last': 0, option: value})
+    if says == 'whole number' and ANSIBLE_CORE < (2, 19):
+        says = 'unable to convert to int'  # ansible-core before 2.19 refuses infinite values itself, with a message
     assert option in result['msg'] and says in result['msg'], result['msg']
     assert names(dom) == ['old']
