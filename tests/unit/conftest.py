@@ -1,7 +1,13 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fixtures shared by every unit test (the plain helpers they build on are in helpers.py)."""
+"""Fixtures shared by every unit test (the plain helpers they build on are in helpers.py).
+
+``conn``, ``make_domain`` and ``add_snapshot`` make what a test needs on libvirt's test driver (test:///default),
+which keeps its state in this process: every connection opened to it here shares that state, so a domain made by a
+fixture is seen by a module run in-process with ``run_module`` (``run_failing`` for a run that must fail). Each
+fixture removes what it made.
+"""
 
 from __future__ import annotations
 
@@ -96,3 +102,41 @@ def make_domain(conn):
         if dom.isActive():
             dom.destroy()
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+
+
+class ModuleFailed(Exception):
+    def __init__(self, result):
+        super().__init__(result.get('msg'))
+        self.result = result
+
+
+@pytest.fixture
+def run_module(capsys):
+    """run_module(module, args, check=False, diff=False) -> result dict; raises ModuleFailed on failure."""
+
+    def run(module, args, check=False, diff=False):
+        args = dict({'uri': TEST_URI}, **args, _ansible_check_mode=check, _ansible_diff=diff)
+        with testing.patch_module_args(args):
+            with pytest.raises(SystemExit):
+                module.main()
+        out = capsys.readouterr().out
+        result = json.loads(out)
+        if result.get('failed'):
+            raise ModuleFailed(result)
+        return result
+
+    return run
+
+
+@pytest.fixture
+def run_failing(run_module):
+    """run_failing(module, args, ...) -> the result of a run that must fail; its message must be plain."""
+
+    def run(module, args, **kwargs):
+        with pytest.raises(ModuleFailed) as failed:
+            run_module(module, args, **kwargs)
+        result = failed.value.result
+        assert result['msg'] and 'Traceback' not in result['msg']
+        return result
+
+    return run
