@@ -14,10 +14,7 @@ import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot
-
-
-def names(dom):
-    return sorted(s.getName() for s in dom.listAllSnapshots(0))
+from ansible_collections.kvm.snapshots.tests.unit.helpers import snapshot_names
 
 
 def stored_xml(dom, name):
@@ -42,11 +39,11 @@ def test_create_check_real_check_real(run_module, make_domain, state, snap_state
                                            'reason': 'internal snapshots work for this domain and libvirt'}}
     assert predicted['kind'] == {'location': 'internal', 'memory': memory,
                                  'reason': 'internal snapshots work for this domain and libvirt'}
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
     made = run_module(snapshot, args)
     assert made['changed'] is True
-    assert names(dom) == ['pre-change']
+    assert snapshot_names(dom) == ['pre-change']
     xml = stored_xml(dom, 'pre-change')
     assert xml.findtext('state') == snap_state
     assert xml.findtext('description') == 'before the change'
@@ -62,7 +59,7 @@ def test_create_check_real_check_real(run_module, make_domain, state, snap_state
     again = run_module(snapshot, args, diff=True)
     assert again['changed'] is False
     assert again['diff']['before'] == again['diff']['after']
-    assert names(dom) == ['pre-change']
+    assert snapshot_names(dom) == ['pre-change']
 
 
 def test_description_is_updated_in_place(run_module, make_domain):
@@ -126,14 +123,14 @@ def test_bad_names_fail_and_change_nothing(run_failing, make_domain, bad, words)
     failed = run_failing(snapshot, {'domain': dom.name(), 'name': bad})
     assert words in failed['msg']
     assert 'Traceback' not in failed['msg']
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
 
 def test_description_with_control_characters_is_refused(run_failing, run_module, make_domain):
     dom = make_domain('running')
     failed = run_failing(snapshot, {'domain': dom.name(), 'name': 'ok', 'description': 'bell\x07'})
     assert 'control characters' in failed['msg']
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
 
 def test_description_with_carriage_returns_is_refused(run_failing, make_domain):
@@ -141,7 +138,7 @@ def test_description_with_carriage_returns_is_refused(run_failing, make_domain):
     dom = make_domain('running')
     failed = run_failing(snapshot, {'domain': dom.name(), 'name': 'ok', 'description': 'line 1\r\nline 2'})
     assert 'carriage returns' in failed['msg']
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
 
 def test_raw_disk_names_the_disk_and_changes_nothing(run_failing, run_module, make_domain):
@@ -149,7 +146,7 @@ def test_raw_disk_names_the_disk_and_changes_nothing(run_failing, run_module, ma
     failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's'})
     msg = failed['msg']
     assert 'disk vda' in msg and 'raw' in msg and 'qcow2' in msg and 'location: external' in msg
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
 
 def test_unknown_domain(run_failing, run_module):
@@ -161,14 +158,14 @@ def test_quiesce_needs_disk_only(run_failing, run_module, make_domain):
     dom = make_domain('running')
     failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's', 'quiesce': True})
     assert 'quiesce: true needs disk_only: true' in failed['msg']
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
 
 def test_quiesce_needs_a_running_domain(run_failing, run_module, make_domain):
     dom = make_domain('shutoff')
     failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's', 'quiesce': True, 'disk_only': True})
     assert 'is shutoff; quiesce needs a running guest' in failed['msg']
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
 
 def test_quiesce_needs_a_guest_agent_channel(run_failing, make_domain):
@@ -177,7 +174,7 @@ def test_quiesce_needs_a_guest_agent_channel(run_failing, make_domain):
         failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's', 'quiesce': True, 'disk_only': True},
                              check=check)
         assert 'has no guest agent channel' in failed['msg']
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
 
 def test_delete_keeps_children_unless_asked(run_module, make_domain):
@@ -190,10 +187,10 @@ def test_delete_keeps_children_unless_asked(run_module, make_domain):
     assert checked['changed'] is True and checked['deleted'] == ['b']
     assert checked['diff'] == {'before': {'state': 'present', 'name': 'b', 'description': None,
                                           'location': 'internal'}, 'after': {'state': 'absent'}}
-    assert names(dom) == ['a', 'b', 'c']
+    assert snapshot_names(dom) == ['a', 'b', 'c']
 
     assert run_module(snapshot, args)['deleted'] == ['b']
-    assert names(dom) == ['a', 'c']
+    assert snapshot_names(dom) == ['a', 'c']
     assert dom.snapshotLookupByName('c', 0).getParent(0).getName() == 'a'
     again = run_module(snapshot, args)
     assert again['changed'] is False and again['deleted'] == [] and again['snapshot'] is None
@@ -205,10 +202,10 @@ def test_delete_with_children(run_module, make_domain):
         run_module(snapshot, {'domain': dom.name(), 'name': name})
     args = {'domain': dom.name(), 'name': 'mid', 'state': 'absent', 'children': True}
     assert sorted(run_module(snapshot, args, check=True)['deleted']) == ['leaf', 'mid']
-    assert names(dom) == ['leaf', 'mid', 'root']
+    assert snapshot_names(dom) == ['leaf', 'mid', 'root']
     result = run_module(snapshot, args)
     assert sorted(result['deleted']) == ['leaf', 'mid']
-    assert names(dom) == ['root']
+    assert snapshot_names(dom) == ['root']
 
 
 def test_batch_globs_and_failure_isolation(run_failing, run_module, make_domain):
@@ -224,7 +221,7 @@ def test_batch_globs_and_failure_isolation(run_failing, run_module, make_domain)
     for dom in doms:
         assert by_domain[dom.name()]['changed'] is True
         assert by_domain[dom.name()]['snapshot']['name'] == 'nightly'
-        assert names(dom) == ['nightly']
+        assert snapshot_names(dom) == ['nightly']
 
     ok = run_module(snapshot, {'domains': ['batchweb-*'], 'name': 'nightly'})
     assert ok['changed'] is False
@@ -272,7 +269,7 @@ def test_disk_only_and_quiesce_flags(run_failing, run_module, make_domain, monke
     failed = run_failing(snapshot, {'domain': dom.name(), 'name': 'internal-on-top', 'location': 'internal'})
     assert 'has external snapshots (ext)' in failed['msg']
     assert 'loses data' in failed['msg']
-    assert names(dom) == ['ext']
+    assert snapshot_names(dom) == ['ext']
 
 
 class _LosesTheRace:
@@ -298,7 +295,7 @@ def test_losing_a_create_race_reports_no_change(run_module, make_domain, monkeyp
     result = run_module(snapshot, {'domain': dom.name(), 'name': 'race'})
     assert result['changed'] is False  # the snapshot exists, but this run did not make it
     assert result['snapshot']['name'] == 'race'
-    assert names(dom) == ['race']
+    assert snapshot_names(dom) == ['race']
 
 
 def test_missing_libvirt_binding_names_the_interpreter(run_failing, run_module, monkeypatch):
