@@ -152,11 +152,10 @@ class UriClient(AnsibleLibvirtModule):
     """The module's client for another URI: same module, options and error handling, its own connection."""
 
     def __init__(self, parent: AnsibleLibvirtModule, uri: str) -> None:  # pylint: disable=super-init-not-called
-        self.module = parent.module
+        self.__dict__.update(parent.__dict__)  # the module, its options and modes, whatever the wrapper keeps
         self.params = dict(parent.params, uri=uri)
-        self.check_mode = parent.check_mode
-        self.diff_mode = parent.diff_mode
-        self._conn = None
+        self._conn = None  # what belongs to the connection is this URI's own
+        self._libvirt_version = None
 
 
 class Member:
