@@ -344,7 +344,18 @@ class GroupManager:
         if have:
             return self._existing(have)
         mode = self._freeze_mode()
-        self._plan(mode)
+        try:
+            self._plan(mode)
+        except SnapshotError as exc:
+            if mode != 'agent' or self.params['location'] != 'auto':
+                raise
+            # location auto: a kind that works. A disk-only snapshot is external, which a domain with internal
+            # snapshots (or a disk that is not a file) cannot take; with memory it can be internal
+            self.warnings.append(f'freeze: agent takes disk-only (external) snapshots of running members, and one '
+                                 f'cannot be made ({exc.msg}); every member is paused instead, and snapshots with '
+                                 'memory are taken.')
+            mode = 'pause'
+            self._plan(mode)
         if mode == 'agent' and self.params['location'] == 'auto' and any(m.plan.warnings for m in self.members):
             self.warnings.append(
                 'freeze: agent takes disk-only (external) snapshots of running members, and libvirt '

@@ -154,6 +154,17 @@ def test_agent_freeze_where_external_cannot_be_reverted_pauses(run_module, make_
     assert result['members'][0]['kind'] == {'location': 'internal', 'memory': 'internal'}
 
 
+def test_agent_freeze_where_disk_only_cannot_be_made_pauses(run_module, make_domain, recorded, warned, monkeypatch):
+    monkeypatch.setattr(_kind, 'EXTERNAL_REVERT', 0)
+    a = make_domain('running', agent=True)
+    run_module(snapshot, {'domain': a.name(), 'name': 'internal-one'})  # no external snapshot on top of it
+    log = recorded()
+    result = run_module(snapshot_group, {'name': 'g', 'members': members(a)})
+    assert result['freeze_used'] == 'pause' and ('freeze', a.name()) not in log and ('pause', a.name()) in log
+    assert any('has internal snapshots' in w and 'paused instead' in w for w in warned), warned
+    assert result['members'][0]['kind'] == {'location': 'internal', 'memory': 'internal'}
+
+
 def test_location_internal_with_agent_freeze_is_refused(run_failing, make_domain, recorded):
     a = make_domain('running', agent=True)
     log = recorded()
