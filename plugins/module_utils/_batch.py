@@ -186,4 +186,3 @@ def run_domains(client: t.Any, work: t.Callable[[str], DomainResult], diff_by_do
                             changed=changed, results=results, unmatched=unmatched)
     return with_diff(client, {'changed': changed, 'results': results, 'unmatched': unmatched},
                      {n: finished[n].before for n in names}, {n: finished[n].after for n in names})
-
