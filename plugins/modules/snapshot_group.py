@@ -33,17 +33,15 @@ author:
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
   - kvm.snapshots._libvirt.attributes
+  - kvm.snapshots._attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status prediction without modifying the target.
     support: full
     details: Checks every member as a real run does and reports what would be made, reverted or deleted; nothing
       is frozen, paused or changed.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: partial
     details:
       - O(state=present) when every member has the group snapshot (one group id) changes nothing; when only some
