@@ -73,7 +73,7 @@ class DiskDomain:
     def info(self):
         return [1, self.memory_kib, self.memory_kib, 1, 0]
 
-    def XMLDesc(self, _flags=0):  # pylint: disable=invalid-name  (libvirt's name)
+    def XMLDesc(self, _flags=0):  # libvirt's name
         snapshot = " snapshot='no'" if self.excluded else ''
         return (f"<domain><devices><disk type='file' device='disk'{snapshot}><driver type='qcow2'/>"
                 f"<source file='{self.path}'/><target dev='vda'/></disk></devices></domain>")
