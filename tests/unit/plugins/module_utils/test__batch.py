@@ -20,22 +20,14 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._batch import (
     run_parallel,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
-
-TEST_URI = 'test:///default'
-
-DOMAIN_XML = """<domain type='test'>
-  <name>{name}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type></os>
-</domain>"""
+from ansible_collections.kvm.snapshots.tests.unit.helpers import BARE_DOMAIN_XML
 
 
 @pytest.fixture
 def fleet(conn):
     """web-1, web-2, web-10 and db-1 under a random prefix; returns the prefix."""
     prefix = f'batch-{uuid.uuid4().hex[:6]}'
-    doms = [conn.defineXML(DOMAIN_XML.format(name=f'{prefix}-{n}')) for n in ('web-1', 'web-2', 'web-10', 'db-1')]
+    doms = [conn.defineXML(BARE_DOMAIN_XML.format(name=f'{prefix}-{n}')) for n in ('web-1', 'web-2', 'web-10', 'db-1')]
     yield prefix
     for dom in doms:
         dom.undefine()
