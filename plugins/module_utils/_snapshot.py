@@ -318,6 +318,18 @@ def create_snapshot(dom: t.Any, name: str, description: str | None = None, plan:
     return facts, True
 
 
+def set_description(dom: t.Any, snap: t.Any, description: str, current: bool,
+                      busy_timeout: float = 0) -> dict[str, t.Any]:
+    """Give snapshot ``snap`` of ``dom`` another description, in place (libvirt's REDEFINE; ``current``: it is the
+    current snapshot, and stays so). Returns its facts as they are then."""
+    name = snap.getName()
+    flags = CREATE_REDEFINE | (CREATE_CURRENT if current else 0)
+    xml = replace_description(snap.getXMLDesc(0), description)
+    with libvirt_errors(f'Updating the description of snapshot "{name}"', domain=dom.name()):
+        retry_busy(lambda: dom.snapshotCreateXML(xml, flags), busy_timeout)
+    return snapshot_facts(lookup_snapshot(dom, name), dom.name())
+
+
 def delete_snapshot(dom: t.Any, name: str, busy_timeout: float = 0) -> bool:
     """Delete snapshot ``name`` of ``dom`` alone (its children go to its parent; an external one is merged into
     the image below it by a block commit). Returns False when it no longer exists (another run deleted it)."""

@@ -247,19 +247,15 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
     SnapshotError,
     is_local_uri,
-    libvirt_errors,
-    retry_busy,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
-    CREATE_CURRENT,
-    CREATE_REDEFINE,
     create_snapshot,
     current_snapshot_name,
     delete_snapshot,
     delete_with_descendants,
     in_progress,
     lookup_snapshot,
-    replace_description,
+    set_description,
     snapshot_facts,
     summary,
 )
@@ -343,11 +339,7 @@ class SnapshotManager:
         changed = self.description is not None and self.description != (facts['description'] or '')
         if changed:
             if not self.client.check_mode:
-                flags = CREATE_REDEFINE | (CREATE_CURRENT if facts['current'] else 0)
-                xml = replace_description(snap.getXMLDesc(0), self.description)
-                with libvirt_errors(f'Updating the description of snapshot "{self.name}"', domain=dom.name()):
-                    retry_busy(lambda: dom.snapshotCreateXML(xml, flags), self.params['busy_timeout'])
-                facts = snapshot_facts(lookup_snapshot(dom, self.name), dom.name())
+                facts = set_description(dom, snap, self.description, facts['current'], self.params['busy_timeout'])
             else:
                 facts = dict(facts, description=self.description)
         return DomainResult(changed, {'snapshot': facts}, before, summary(facts), warnings)

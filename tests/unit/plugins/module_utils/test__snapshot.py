@@ -272,6 +272,19 @@ def names(dom):
     return [x['name'] for x in s.list_snapshots(dom)]
 
 
+def test_set_description_in_place_keeps_what_is_current(make_domain, add_snapshot):
+    dom = make_domain('shutoff')
+    add_snapshot(dom, 'old', 100, description='first')
+    add_snapshot(dom, 'new', 200, 'old', current=True)
+    facts = s.set_description(dom, s.lookup_snapshot(dom, 'old'), 'second <&>', current=False)
+    assert (facts['name'], facts['description'], facts['current'], facts['children']) == ('old', 'second <&>', False,
+                                                                                            ['new'])
+    facts = s.set_description(dom, s.lookup_snapshot(dom, 'new'), 'now', current=True)
+    assert (facts['description'], facts['current'], facts['parent']) == ('now', True, 'old')
+    assert s.current_snapshot_name(dom) == 'new'
+    assert s.lookup_snapshot(dom, 'old').getXMLDesc(0).count('<description>') == 1
+
+
 def test_delete_snapshot_deletes_it_alone(make_domain, add_snapshot):
     dom = make_domain('shutoff')
     add_snapshot(dom, 'root', 100)
