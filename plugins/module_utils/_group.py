@@ -499,9 +499,10 @@ class GroupManager:
             futures = {pool.submit(snapshot, m): m for m in self.members}
             done, not_done = concurrent.futures.wait(futures, timeout=remaining)
             if not_done:
-                errors['timeout'] = (f'the snapshots were not all taken within timeout ({timeout} s) after the first '
-                                     f'{"freeze" if mode == "agent" else "pause"}; still running for '
-                                     f'{", ".join(futures[f].label for f in not_done)}')
+                first = 'freeze' if mode == 'agent' else 'pause' if running else 'snapshot'
+                for future in not_done:
+                    errors[futures[future].label] = (f'its snapshot was not taken within timeout ({timeout} s) after '
+                                                     f'the first {first}')
                 self._thaw_all(running, mode, errors)  # bound the window first; the snapshots finish meanwhile
                 thawed = True
             pool.shutdown(wait=True)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 
 import libvirt
@@ -60,6 +61,9 @@ class Recorder:
 
     def snapshotCreateXML(self, xml, flags):
         self.log.append(('snapshot', self._dom.name()))
+        if 'slow' in self.fail:
+            time.sleep(self.fail['slow'])
+            self.log.append(('snapshot done', self._dom.name()))
         if 'snapshot' in self.fail:
             raise libvirt.libvirtError(self.fail['snapshot'])
         if flags & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY:
@@ -194,6 +198,18 @@ def test_a_failure_inside_the_window_leaves_nothing(run_failing, make_domain, re
     status = {m['domain']: m['status'] for m in failed['members']}
     assert status == {a.name(): 'absent', b.name(): 'failed', c.name(): 'absent'}
     assert failed['changed'] is False
+
+
+def test_a_window_longer_than_timeout_is_undone(run_failing, make_domain, recorded):
+    a, b = make_domain('running'), make_domain('running')
+    log = recorded({b.name(): {'slow': 1.5}})
+    failed = run_failing(snapshot_group, {'name': 'g', 'members': members(a, b), 'freeze': 'pause', 'timeout': 1})
+    assert 'within timeout (1 s)' in failed['msg'] and b.name() in failed['msg'], failed['msg']
+    # resumed when the time was up, before b's snapshot was done; then b's snapshot was deleted too
+    assert log.index(('resume', a.name())) < log.index(('snapshot done', b.name()))
+    assert a.state(0)[0] == RUNNING and b.state(0)[0] == RUNNING
+    assert names(a) == names(b) == []
+    assert {m['domain']: m['status'] for m in failed['members']} == {a.name(): 'absent', b.name(): 'failed'}
 
 
 def test_a_freeze_that_fails_thaws_the_others(run_failing, make_domain, recorded, monkeypatch):
