@@ -5,6 +5,7 @@
 
     python3 benchmarks/fleet.py                                   # both stacks, 20 hypervisors x 50 domains, 200 guests
     python3 benchmarks/fleet.py --stack bookworm --per-hypervisor 5 --guests 40 --no-save     # a quick look
+    python3 benchmarks/fleet.py --guarded-only --per-hypervisor 5 --guests 95 --per-guest-guests 0   # the guest workflow
 
 A lab fleet per stack: H "hypervisors" (inventory hosts at 127.1.0.1, 127.1.0.2, ... on the port of a private sshd,
 tests/lab/sshd.py; on the trixie stack the chroot's own sshd, so the modules run in the chroot against its libvirtd),
@@ -337,7 +338,8 @@ class Fleet:
         self.drop_all(self.all_domains())
         for rep in range(self.args.repeat):
             log(f'{self.stack.name}: repetition {rep + 1} of {self.args.repeat}')
-            self.hypervisor_steps(rep)
+            if not self.args.guarded_only:
+                self.hypervisor_steps(rep)
             if self.args.guests:
                 self.guarded(self.args.guests, batch=True)
                 if self.args.per_guest_guests:
@@ -351,10 +353,11 @@ class Fleet:
         n = len(self.all_domains())
         lines = [f'**{self.stack.name}**: libvirt {".".join(map(str, self.facts["libvirt"]))}; {self.args.hypervisors} '
                  f'hypervisors over SSH x {self.args.per_hypervisor} domains = {n} ({len(self.running)} running); '
-                 f'load average {self.facts["load_start"]:.1f} at the start, {self.facts["load_end"]:.1f} at the end.',
-                 '', '| step, all domains | ' + ' | '.join(METHODS.values()) + ' | playbook / floor |',
-                 '|---|' + '---:|' * (len(METHODS) + 1)]
-        for step in STEPS:
+                 f'load average {self.facts["load_start"]:.1f} at the start, {self.facts["load_end"]:.1f} at the end.']
+        if self.times:
+            lines += ['', '| step, all domains | ' + ' | '.join(METHODS.values()) + ' | playbook / floor |',
+                      '|---|' + '---:|' * (len(METHODS) + 1)]
+        for step in STEPS if self.times else ():
             floor = med(self.times[(step, 'floor')])
             cells = [f'{med(self.times[(step, m)]):.2f} s ({med(self.times[(step, m)]) / floor:.2f}x)' for m in METHODS]
             ratios = ', '.join(f'{p / f:.2f}x' for p, f in zip(self.times[(step, 'playbook')], self.times[(step, 'floor')]))
@@ -399,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--parallel', type=int, default=4, help='kvm_parallel of hypervisor_snapshots.yml (%(default)s)')
     parser.add_argument('--threads', type=int, default=8, help="the floor's thread pool (%(default)s)")
     parser.add_argument('--forks', type=int, default=20, help="Ansible's forks (%(default)s)")
+    parser.add_argument('--guarded-only', action='store_true',
+                        help='measure only the guest-level workflow (guarded_change.yml against hypervisor_snapshots.yml)')
     parser.add_argument('--no-save', action='store_true', help='print only; write no results file')
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
