@@ -14,6 +14,10 @@
 #   changelog    antsibull-changelog lint (fragments and changelog.yaml)
 #   build        ansible-galaxy collection build + install + ansible-doc of each module, inventory and filter plugin and role
 #                + ansible-builder create of execution-environment.yml (the build context checked; no image built)
+#                + galaxy-importer (Galaxy's and Automation Hub's upload checks, its ansible-lint on; its own cached venv)
+#   compat       tests/compat (a module failure is a plain message) with this Python's ansible-core, then
+#                tests/compat/run.sh: ansible-core 2.16 (Python 3.11) and the newest release (Python 3.13 or 3.12),
+#                each in a cached venv: unit tests, tests/compat, ansible-test sanity of that release
 #   integration  python3 -m pytest tests/integration (real libvirtd + QEMU from the lab), on two stacks:
 #                bookworm: this machine's libvirtd (Debian 12, libvirt 9.0): every test;
 #                trixie: Debian 13's libvirtd (11.3) in the lab's cached chroot: every test but
@@ -34,7 +38,7 @@
 # Environment: PYTHON (default python3) is the Python used for everything.
 set -euo pipefail
 
-ALL_STAGES=(unit sanity lint changelog build integration)
+ALL_STAGES=(unit sanity lint changelog build compat integration)
 ALL_STACKS=(bookworm trixie)
 # the tests that do not run on the trixie stack: test_faults_*.py drive the host's own libvirtd; test_runner.py
 # checks what ansible-runner (AWX's engine) reports, which does not depend on the libvirt stack
@@ -360,6 +364,38 @@ documented_content() {  # "TYPE NAME" of each documented plugin and role of the 
     done
 }
 
+# galaxy-importer, what Galaxy and Automation Hub run on an uploaded tarball, with the configuration of
+# tests/galaxy-importer.cfg (its ansible-lint check on; ansible-test off: it needs a container engine). In a venv
+# of its own (its pins stay out of this Python's), cached by version in the lab's cache (tests/output if that is
+# not writable). Any error or warning of the importer fails the stage, but one: the note that
+# tests/sanity/ignore-*.txt exist, which they do, empty.
+GALAXY_IMPORTER_VERSION=0.4.44
+check_importer() {  # check_importer TARBALL WORK
+    local cache=/var/cache/kvm-snapshots-lab venv key out=$2/importer.log rc=0 problems
+    mkdir -p "$cache" 2>/dev/null && [[ -w $cache ]] || cache=$root/tests/output
+    key=$("$PYTHON" -VV | sha256sum | cut -c1-12)
+    venv=$cache/galaxy-importer-$GALAXY_IMPORTER_VERSION-$key
+    if [[ ! -f $venv/.complete ]]; then
+        rm -rf "$cache/galaxy-importer-"*
+        echo "--- building $venv"
+        { "$PYTHON" -m venv "$venv" && "$venv/bin/python" -m pip install --quiet "galaxy-importer==$GALAXY_IMPORTER_VERSION"; } ||
+            { rm -rf "$venv"; return 1; }
+        touch "$venv/.complete"
+    fi
+    echo "--- galaxy-importer $GALAXY_IMPORTER_VERSION $(basename "$1")"
+    # the importer finds ansible-lint and ansible-doc on the PATH: its venv's
+    (cd "$2" && PATH="$venv/bin:$PATH" GALAXY_IMPORTER_CONFIG="$root/tests/galaxy-importer.cfg" \
+        "$venv/bin/python" -m galaxy_importer.main "$1") >"$out" 2>&1 || rc=$?
+    grep -v '^Loading ' "$out" | grep -v '^[[:space:]]*$' || true
+    problems=$(grep -E '^(WARNING|ERROR|CRITICAL)' "$out" |
+        grep -vE '^WARNING: Ignore files skip ansible-test sanity tests, found ignore-[0-9.]+\.txt with 0 statement\(s\)$' || true)
+    if ((rc != 0)) || [[ -n $problems ]] || ! grep -qx 'Importer processing completed successfully' "$out"; then
+        echo "galaxy-importer: exit $rc; its errors and warnings count as failures:" >&2
+        [[ -z $problems ]] || echo "$problems" >&2
+        return 1
+    fi
+}
+
 stage_build() {
     local work tarball type name found=0 rc=0
     new_tmp build
@@ -383,7 +419,16 @@ stage_build() {
         fi
     done < <(documented_content)
     check_ee "$work" || rc=1
+    check_importer "$tarball" "$work" || rc=1
     ((found == 1)) || echo "run.sh: no plugin or role to document yet"
+    return "$rc"
+}
+
+stage_compat() {
+    local rc=0
+    echo "--- tests/compat with this Python's ansible-core"
+    run_pytest -q -p no:cacheprovider tests/compat || rc=1
+    tests/compat/run.sh || rc=1
     return "$rc"
 }
 
