@@ -157,20 +157,12 @@ def wait_lines(lab: t.Any, guest: str, path: str, count: int = 50, timeout: floa
         time.sleep(1)
 
 
-STOP = '''
-import os, signal, sys
-try:
-    with open('/proc/%s/cmdline' % sys.argv[1], 'rb') as cmdline:
-        if sys.argv[2].encode() in cmdline.read().split(b'\\0'):
-            os.kill(int(sys.argv[1]), signal.SIGKILL)
-except (FileNotFoundError, ProcessLookupError):
-    pass
-'''
+# kill the writer if that pid is still it (after a revert that booted the guest, it may be another process)
+STOP = 'tr "\\0" "\\n" < /proc/$1/cmdline 2>/dev/null | grep -qxF "$2" && kill -9 "$1"; true'
 
 
 def stop_writer(lab: t.Any, guest: str, pid: int, path: str) -> None:
-    """Kill the writer (after a revert that booted the guest, that pid may be another process: check first)."""
-    lab.guest_exec(guest, ['/usr/bin/python3', '-c', STOP, pid, path])
+    lab.guest_exec(guest, ['/bin/sh', '-c', STOP, 'stop', pid, path], timeout=300)
 
 
 def run_group(env: dict[str, str], tmp_path: pathlib.Path, collections_path: pathlib.Path,
