@@ -334,3 +334,16 @@ def test_snapshot_info_shows_the_group(run_module, make_domain):
     assert listed['plain']['group'] is None
     other = run_module(snapshot_info, {'domain': b.name(), 'name': 'g'})['snapshots'][0]['group']
     assert other == group
+
+
+def test_one_connection_per_uri(run_module, make_domain, monkeypatch):
+    a, b, c = make_domain('shutoff'), make_domain('shutoff'), make_domain('shutoff')
+    other = 'test:///default?member=2'  # the same test driver state, another connection
+    opened = []
+    real_open = libvirt.open
+    monkeypatch.setattr(_libvirt.libvirt, 'open', lambda uri: (opened.append(uri), real_open(uri))[1])
+    result = run_module(snapshot_group, {'name': 'g', 'members': [
+        {'domain': a.name()}, {'domain': b.name(), 'uri': other}, {'domain': c.name(), 'uri': other}]})
+    assert sorted(opened) == ['test:///default', other]
+    assert [m['uri'] for m in result['members']] == ['test:///default', other, other]
+    assert [m['uri'] for m in marker_of(c, 'g')['members']] == ['test:///default', other, other]
