@@ -319,7 +319,7 @@ def create_snapshot(dom: t.Any, name: str, description: str | None = None, plan:
 
 
 def set_description(dom: t.Any, snap: t.Any, description: str, current: bool,
-                      busy_timeout: float = 0) -> dict[str, t.Any]:
+                    busy_timeout: float = 0) -> dict[str, t.Any]:
     """Give snapshot ``snap`` of ``dom`` another description, in place (libvirt's REDEFINE; ``current``: it is the
     current snapshot, and stays so). Returns its facts as they are then."""
     name = snap.getName()
