@@ -398,7 +398,8 @@ def test_module_output_never_holds_the_password(password, capsys):
     assert result['failed']
     assert password not in out and json.dumps(password)[1:-1] not in out
     assert 'admin:********@127.0.0.1:1' in result['msg']
-    assert result['invocation']['module_args']['uri'] == 'qemu+tcp://admin:********@127.0.0.1:1/system'
+    if 'invocation' in result:  # not returned since ansible-core 2.21 (the whole output is checked above)
+        assert result['invocation']['module_args']['uri'] == 'qemu+tcp://admin:********@127.0.0.1:1/system'
 
 
 @pytest.mark.parametrize('password', ['S3c/ret', 'S3c@ret', 'a/b?c#d[e]f@g'])
@@ -415,7 +416,8 @@ def test_module_works_through_a_uri_with_a_password(capsys):
                         'domain': 'test'}, capsys)
     assert not result.get('failed'), result
     assert 'Pa55' not in out
-    assert result['invocation']['module_args']['uri'] == 'test://root:********@/default'
+    if 'invocation' in result:  # not returned since ansible-core 2.21
+        assert result['invocation']['module_args']['uri'] == 'test://root:********@/default'
 
 
 # Item 6: what is wrong with the URI, said before libvirt is asked

@@ -115,6 +115,8 @@ SYNONYMS = {'disk_only': ('external', 'disk-only'), 'quiesce': ('guest agent',),
 
 def named(msg, option, value):
     """Whether a failure message points at the option: its name, what it asks for, or the value given."""
+    if '\x00' in str(value) and msg.startswith('Failed to log to syslog (embedded null character)'):
+        return True  # ansible-core 2.21 refuses a NUL in any option itself, before the module's code runs
     text = msg.lower()
     if option.replace('_', ' ') in text or option in text or any(word in text for word in SYNONYMS.get(option, ())):
         return True
