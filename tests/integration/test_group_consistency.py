@@ -123,7 +123,8 @@ class Offset(t.NamedTuple):
 def clock_offset(dom: t.Any, readings: int = 7) -> Offset:
     """guest-get-time between two host clock readings, in process (libvirt_qemu); the reading with the shortest
     round trip wins. The guest's time is taken somewhere inside the round trip: offset +- half of it."""
-    import libvirt_qemu  # pylint: disable=import-outside-toplevel  (beside libvirt-python, which the lab needs)
+    # libvirt_qemu comes with libvirt-python, which the lab needs
+    import libvirt_qemu  # pylint: disable=import-outside-toplevel
     best = None
     for _reading in range(readings):
         before = time.time_ns()
