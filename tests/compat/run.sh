@@ -7,7 +7,7 @@
 # ansible-core, libvirt-python built against this machine's libvirt-dev, the test tools), cached in
 # $COMPAT_CACHE/RELEASE-pyX.Y-KEY (KEY: a hash of the requirements file and the exact Python; an old one is
 # removed when the key changes); then, in that venv: the unit tests, tests/compat (a module failure through
-# ansible-playbook is a plain message) and ansible-test sanity of that release (tests/sanity/run.sh).
+# ansible-playbook is a plain message) and ansible-test sanity of that release but pylint (tests/sanity/run.sh).
 #
 #   2.16  the oldest release meta/runtime.yml claims; Python 3.11
 #   2.21  the newest release (2.20 and later need Python 3.12 or later); Python 3.13, else 3.12
@@ -115,8 +115,10 @@ for release in "${releases[@]}"; do
     rc=0
     echo "--- unit tests and tests/compat"
     "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit tests/compat || rc=1
-    echo "--- ansible-test sanity"
-    PYTHON=$venv/bin/python tests/sanity/run.sh || rc=1
+    # pylint is the slowest sanity test and its rules are the least release-specific: the sanity stage
+    # runs it with the main release; here every other test of this release runs
+    echo "--- ansible-test sanity (but pylint)"
+    PYTHON=$venv/bin/python tests/sanity/run.sh --skip-test pylint || rc=1
     PATH=${PATH#"$venv/bin:"}
     echo "=== ansible-core $release: $( ((rc == 0)) && echo PASS || echo FAIL) in $((SECONDS - start)) s"
     ((rc == 0)) || failed+=("$release")
