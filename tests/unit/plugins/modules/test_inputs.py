@@ -15,26 +15,16 @@ from ansible.utils.display import Display
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import resolve_domains
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot, snapshot_info, snapshot_prune, snapshot_revert
+from ansible_collections.kvm.snapshots.tests.unit.helpers import BARE_DOMAIN_XML, snapshot_names
 
 ANSIBLE_CORE = tuple(int(part) for part in ansible_version.split('.')[:2])
-
-BARE_XML = """<domain type='test'>
-  <name>{name}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type></os>
-</domain>"""
-
-
-def names(dom):
-    return sorted(s.getName() for s in dom.listAllSnapshots(0))
 
 
 @pytest.fixture
 def odd_names(conn):
     """Domains whose names hold glob characters, and one that a glob of them would match."""
     prefix = f'odd-{uuid.uuid4().hex[:6]}'
-    made = [conn.defineXML(BARE_XML.format(name=f'{prefix}-{n}')) for n in ('web[1]', 'web1', 'a*b', 'axb', 'q?')]
+    made = [conn.defineXML(BARE_DOMAIN_XML.format(name=f'{prefix}-{n}')) for n in ('web[1]', 'web1', 'a*b', 'axb', 'q?')]
     yield prefix
     for dom in made:
         dom.undefine()
@@ -56,7 +46,7 @@ def test_batch_snapshot_of_a_domain_named_like_a_glob(run_module, conn, odd_name
     try:
         result = run_module(snapshot, {'domains': [target.name()], 'name': 'n1'})
         assert [r['domain'] for r in result['results']] == [target.name()]
-        assert names(target) == ['n1'] and names(conn.lookupByName(f'{odd_names}-web1')) == []
+        assert snapshot_names(target) == ['n1'] and snapshot_names(conn.lookupByName(f'{odd_names}-web1')) == []
     finally:
         for snap in target.listAllSnapshots(0):
             snap.delete(0)
@@ -78,7 +68,7 @@ def test_empty_domains_warns_and_does_nothing(capsys, make_domain, module, args)
     assert result['changed'] is False and result['results'] == [] and not result.get('failed')
     # in-process the controller's Display prints module warnings (on stderr); in a play they are in the result
     assert 'domains is an empty list' in err + str(result.get('warnings')), (out, err)
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
 
 NULL_DOMAIN_CASES = [
@@ -102,7 +92,7 @@ def test_batch_refuses_empty_entries(run_failing, make_domain):
     dom = make_domain()
     result = run_failing(snapshot, {'domains': [dom.name(), ''], 'name': 'n'})
     assert 'domains holds 1 empty name' in result['msg'] and 'Nothing was changed' in result['msg']
-    assert names(dom) == []
+    assert snapshot_names(dom) == []
 
 
 @pytest.mark.parametrize('older_than', ['\u00b2', '\u00b2d', '9' * 400, 'inf'])
@@ -111,7 +101,7 @@ def test_older_than_is_a_message(run_failing, make_domain, add_snapshot, older_t
     add_snapshot(dom, 'old', 1_000_000_000)
     result = run_failing(snapshot_prune, {'domain': dom.name(), 'match': '*', 'older_than': older_than})
     assert 'older_than' in result['msg'], result['msg']
-    assert names(dom) == ['old']
+    assert snapshot_names(dom) == ['old']
 
 
 @pytest.mark.parametrize('option, value, says', [
@@ -130,4 +120,4 @@ def test_integer_options_out_of_range(run_failing, make_domain, add_snapshot, op
     if says == 'whole number' and ANSIBLE_CORE < (2, 19):
         says = 'unable to convert to int'  # ansible-core before 2.19 refuses infinite values itself, with a message
     assert option in result['msg'] and says in result['msg'], result['msg']
-    assert names(dom) == ['old']
+    assert snapshot_names(dom) == ['old']

@@ -14,12 +14,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _group, _kind, _libvirt
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot, snapshot_group, snapshot_info
+from ansible_collections.kvm.snapshots.tests.unit.helpers import snapshot_names
 
 RUNNING, PAUSED, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF
-
-
-def names(dom):
-    return sorted(s.getName() for s in dom.listAllSnapshots(0))
 
 
 def marker_of(dom, name):
@@ -109,7 +106,7 @@ def test_pause_check_then_real_then_idempotent(run_module, make_domain, recorded
 
     checked = run_module(snapshot_group, args, check=True, diff=True)
     assert checked['changed'] is True and [m['status'] for m in checked['members']] == ['taken'] * 3
-    assert names(a) == names(b) == names(off) == [] and log == []
+    assert snapshot_names(a) == snapshot_names(b) == snapshot_names(off) == [] and log == []
     assert checked['diff']['before'] == {f'{d.name()} on test:///default': 'absent' for d in (a, b, off)}
 
     taken = run_module(snapshot_group, args)
@@ -133,7 +130,7 @@ def test_pause_check_then_real_then_idempotent(run_module, make_domain, recorded
     again = run_module(snapshot_group, args, check=True)
     assert again['changed'] is False and [m['status'] for m in again['members']] == ['exists'] * 3
     assert run_module(snapshot_group, args)['changed'] is False
-    assert names(a) == names(b) == names(off) == ['g1']
+    assert snapshot_names(a) == snapshot_names(b) == snapshot_names(off) == ['g1']
 
 
 def test_agent_freeze_takes_disk_only_snapshots_and_thaws(run_module, make_domain, recorded, monkeypatch):
@@ -146,7 +143,7 @@ def test_agent_freeze_takes_disk_only_snapshots_and_thaws(run_module, make_domai
     kinds = [w for w, _d in log]
     assert kinds[:2] == ['freeze', 'freeze'] and kinds[2:4] == ['snapshot', 'snapshot'] \
         and kinds[4:] == ['thaw', 'thaw'], log
-    assert names(a) == names(b) == ['g']
+    assert snapshot_names(a) == snapshot_names(b) == ['g']
 
 
 def test_agent_freeze_where_external_cannot_be_reverted_pauses(run_module, make_domain, recorded, warned):
@@ -174,7 +171,7 @@ def test_location_internal_with_agent_freeze_is_refused(run_failing, make_domain
     log = recorded()
     failed = run_failing(snapshot_group, {'name': 'g', 'members': members(a), 'location': 'internal'})
     assert 'always holds its memory' in failed['msg'] and 'freeze: pause' in failed['msg']
-    assert log == [] and names(a) == []
+    assert log == [] and snapshot_names(a) == []
 
 
 def test_no_agent_channel_pauses_everyone_with_a_warning(run_module, make_domain, recorded, warned):
@@ -192,7 +189,7 @@ def test_a_failure_inside_the_window_leaves_nothing(run_failing, make_domain, re
     log = recorded({b.name(): {'snapshot': 'disk full'}})
     failed = run_failing(snapshot_group, {'name': 'g', 'members': members(a, b, c), 'freeze': 'pause'})
     assert b.name() in failed['msg'] and 'disk full' in failed['msg'] and 'deleted' in failed['msg']
-    assert names(a) == names(b) == names(c) == []
+    assert snapshot_names(a) == snapshot_names(b) == snapshot_names(c) == []
     assert a.state(0)[0] == RUNNING and b.state(0)[0] == RUNNING  # resumed
     assert sorted(d for w, d in log if w == 'resume') == sorted([a.name(), b.name()])
     status = {m['domain']: m['status'] for m in failed['members']}
@@ -208,7 +205,7 @@ def test_a_window_longer_than_timeout_is_undone(run_failing, make_domain, record
     # resumed when the time was up, before b's snapshot was done; then b's snapshot was deleted too
     assert log.index(('resume', a.name())) < log.index(('snapshot done', b.name()))
     assert a.state(0)[0] == RUNNING and b.state(0)[0] == RUNNING
-    assert names(a) == names(b) == []
+    assert snapshot_names(a) == snapshot_names(b) == []
     assert {m['domain']: m['status'] for m in failed['members']} == {a.name(): 'absent', b.name(): 'failed'}
 
 
@@ -219,7 +216,7 @@ def test_a_freeze_that_fails_thaws_the_others(run_failing, make_domain, recorded
     failed = run_failing(snapshot_group, {'name': 'g', 'members': members(a, b)})
     assert 'agent said no' in failed['msg'] and 'while freezing' in failed['msg']
     assert ('thaw', a.name()) in log and ('snapshot', a.name()) not in log
-    assert names(a) == names(b) == []
+    assert snapshot_names(a) == snapshot_names(b) == []
 
 
 def test_a_half_group_fails_clearly(run_module, run_failing, make_domain):
@@ -227,7 +224,7 @@ def test_a_half_group_fails_clearly(run_module, run_failing, make_domain):
     run_module(snapshot, {'domain': a.name(), 'name': 'g'})
     failed = run_failing(snapshot_group, {'name': 'g', 'members': members(a, b)})
     assert f'exists on {a.name()}' in failed['msg'] and f'not on {b.name()}' in failed['msg']
-    assert names(b) == []
+    assert snapshot_names(b) == []
     # on every member, but not one group: also refused
     run_module(snapshot, {'domain': b.name(), 'name': 'g'})
     failed = run_failing(snapshot_group, {'name': 'g', 'members': members(a, b)})
@@ -238,10 +235,10 @@ def test_absent_with_and_without_members(run_module, make_domain):
     a, b = make_domain('shutoff'), make_domain('shutoff')
     run_module(snapshot_group, {'name': 'g', 'members': members(a, b)})
     checked = run_module(snapshot_group, {'name': 'g', 'state': 'absent'}, check=True)
-    assert checked['changed'] is True and names(a) == names(b) == ['g']
+    assert checked['changed'] is True and snapshot_names(a) == snapshot_names(b) == ['g']
     assert {m['domain']: m['status'] for m in checked['members']} == {a.name(): 'deleted', b.name(): 'deleted'}
     gone = run_module(snapshot_group, {'name': 'g', 'state': 'absent'})  # members read from the marker
-    assert gone['changed'] is True and names(a) == names(b) == []
+    assert gone['changed'] is True and snapshot_names(a) == snapshot_names(b) == []
     again = run_module(snapshot_group, {'name': 'g', 'state': 'absent', 'members': members(a, b)})
     assert again['changed'] is False and [m['status'] for m in again['members']] == ['absent'] * 2
 
@@ -250,7 +247,7 @@ def test_absent_refuses_a_snapshot_that_is_not_the_group(run_module, run_failing
     a = make_domain('shutoff')
     run_module(snapshot, {'domain': a.name(), 'name': 'g'})
     failed = run_failing(snapshot_group, {'name': 'g', 'state': 'absent', 'members': members(a)})
-    assert 'not a group snapshot' in failed['msg'] and names(a) == ['g']
+    assert 'not a group snapshot' in failed['msg'] and snapshot_names(a) == ['g']
 
 
 def test_revert_in_order_to_the_recorded_states(run_module, make_domain, monkeypatch):
@@ -264,14 +261,14 @@ def test_revert_in_order_to_the_recorded_states(run_module, make_domain, monkeyp
     monkeypatch.setattr(_group, 'revert', lambda dom, snap, wanted, busy: (reverts.append(dom.name()),
                                                                            real(dom, snap, wanted, busy)))
     checked = run_module(snapshot_group, dict(args, state='reverted', order=[c.name()]), check=True, diff=True)
-    assert reverts == [] and names(a) == ['g']
+    assert reverts == [] and snapshot_names(a) == ['g']
     assert [m['state_after'] for m in checked['members']] == ['running', 'shutoff', 'running']
     result = run_module(snapshot_group, dict(args, state='reverted', order=[c.name()]))
     assert reverts == [c.name(), a.name(), b.name()]
     assert [m['status'] for m in result['members']] == ['reverted'] * 3
     assert (a.state(0)[0], b.state(0)[0], c.state(0)[0]) == (RUNNING, SHUTOFF, RUNNING)
     safety = result['members'][0]['safety_snapshot']
-    assert safety.startswith('g-safety-') and all(safety in names(d) for d in (a, b, c))
+    assert safety.startswith('g-safety-') and all(safety in snapshot_names(d) for d in (a, b, c))
     assert marker_of(a, safety)['members'][0]['state'] == 'shutoff'  # a was shut off when the safety was taken
 
 
@@ -310,7 +307,7 @@ def test_inputs_refused_before_anything(run_failing, make_domain):
     assert 'needs safety_snapshot' in run_failing(
         snapshot_group, {'name': 'g', 'members': members(a), 'state': 'reverted', 'safety_snapshot': False})['msg']
     missing = run_failing(snapshot_group, {'name': 'g', 'members': [{'domain': 'nope-x'}, {'domain': a.name()}]})
-    assert 'nope-x' in missing['msg'] and 'nothing was changed' in missing['msg'] and names(a) == []
+    assert 'nope-x' in missing['msg'] and 'nothing was changed' in missing['msg'] and snapshot_names(a) == []
     assert 'must not be empty' in run_failing(snapshot_group, {'name': ' ', 'members': members(a)})['msg']
     assert 'members' in run_failing(snapshot_group, {'name': 'g'})['msg']
 
