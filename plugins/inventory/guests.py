@@ -122,18 +122,14 @@ seealso:
 '''
 
 EXAMPLES = r'''
-# fleet.kvm_guests.yml: two hypervisors over SSH, the guests named after their domains
-plugin: kvm.snapshots.guests
-hypervisors:
-  - qemu+ssh://root@hv1.example.com/system?no_tty=1
-  - name: hv2
-    uri: qemu+ssh://root@192.0.2.12/system?no_tty=1&keyfile=/home/ops/.ssh/id_ed25519
----
-# web.kvm_guests.yml: the web VMs of 20 hypervisors, named hvNN_web..., cached for an hour
+# web.kvm_guests.yml: the web VMs of 20 hypervisors, named hvNN_web..., cached for an hour.
+# (One document: a file of its own per inventory source. A hypervisor is a name, made a URI by uri_template,
+# a URI, or a dictionary with its own URI.)
 plugin: kvm.snapshots.guests
 uri_template: qemu+ssh://root@{hypervisor}.example.com/system?no_tty=1
 hypervisors: [hv01, hv02, hv03, hv04, hv05, hv06, hv07, hv08, hv09, hv10,
-              hv11, hv12, hv13, hv14, hv15, hv16, hv17, hv18, hv19, hv20]
+              hv11, hv12, hv13, hv14, hv15, hv16, hv17, hv18, hv19,
+              {name: hv20, uri: 'qemu+ssh://root@192.0.2.20/system?no_tty=1&keyfile=/home/ops/.ssh/id_ed25519'}]
 include: ['web-*']
 exclude: ['*-template']
 hostname: '{hypervisor}_{domain}'
