@@ -442,7 +442,8 @@ stage_integration_bookworm() {
         return 1
     fi
     refresh_link_farm
-    KSLAB_STACK=bookworm run_pytest tests/integration
+    # --durations: every CI log shows where the integration time goes (the slowest 25 tests)
+    KSLAB_STACK=bookworm run_pytest --durations=25 tests/integration
 }
 
 stage_integration_trixie() {
@@ -455,7 +456,7 @@ stage_integration_trixie() {
         [[ " ${BOOKWORM_ONLY_TESTS[*]} " == *" $(basename "$name") "* ]] || files+=("$name")
     done
     refresh_link_farm
-    KSLAB_STACK=trixie run_pytest "${files[@]}"
+    KSLAB_STACK=trixie run_pytest --durations=25 "${files[@]}"
 }
 
 # --------------------------------------------------------------------------
