@@ -31,7 +31,6 @@ import typing as t
 import uuid
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
-    domain_disks,
     domain_state,
     has_agent_channel,
 )
@@ -42,7 +41,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     validate_name,
     validate_text,
 )
-from ansible_collections.kvm.snapshots.plugins.module_utils._kind import EXTERNAL_REVERT, plan_new_snapshot
+from ansible_collections.kvm.snapshots.plugins.module_utils._kind import EXTERNAL_REVERT, preflight_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     MASK,
     AnsibleLibvirtModule,
@@ -57,9 +56,8 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     uri_secrets,
     version_text,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._revert import revert_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
-    REVERT_PAUSED,
-    REVERT_RUNNING,
     create_snapshot,
     delete_snapshot,
     lookup_snapshot,
@@ -376,7 +374,7 @@ class GroupManager:
         return self._diff(self._result(True, freeze_used, window_ms), before, after)
 
     def _old_versions(self) -> str:
-        versions = sorted({m.client.conn.getLibVersion() for m in self.members})
+        versions = sorted({m.client.libvirt_version for m in self.members})
         return ', '.join(version_text(v) for v in versions if v < EXTERNAL_REVERT) or 'before 9.9'
 
     def _existing(self, have: list[Member]) -> dict[str, t.Any]:
@@ -443,16 +441,14 @@ class GroupManager:
     def _plan(self, mode: str) -> None:
         errors: dict[str, str] = {}
         for member in self.members:
+            disk_only = mode == 'agent' and member.state_before == 'running'
             try:
-                xml = member.dom.XMLDesc(0)
-                member.disks = domain_disks(member.dom, xml)
-                disk_only = mode == 'agent' and member.state_before == 'running'
-                member.plan = plan_new_snapshot(member.dom, xml, member.disks, member.state_before, self.name,
-                                                self.params['location'], disk_only, member.client.conn.getLibVersion(),
-                                                is_local_uri(member.uri))
+                member.plan, _state, member.disks = preflight_snapshot(
+                    member.dom, self.name, member.client.libvirt_version, is_local_uri(member.uri),
+                    self.params['location'], disk_only)
             except SnapshotError as exc:
                 hint = (' (freeze: agent takes disk-only snapshots of running members; freeze: pause takes them '
-                        'with memory)') if mode == 'agent' and member.state_before == 'running' else ''
+                        'with memory)') if disk_only else ''
                 errors[member.label] = exc.msg + hint
             except LibvirtError as exc:
                 errors[member.label] = describe(exc, f'Reading domain "{member.domain}"')
@@ -671,7 +667,8 @@ class GroupManager:
             if failed and policy == 'all_or_none':
                 break
             try:
-                revert(member.dom, member.snap, member.target_state, self.busy_timeout)
+                revert_snapshot(member.dom, member.snap, member.target_state, self.busy_timeout,
+                                member.client.libvirt_version)
                 member.status = 'reverted'
             except SnapshotError as exc:
                 member.status, member.error = 'failed', exc.msg
@@ -680,7 +677,8 @@ class GroupManager:
         if failed and policy == 'all_or_none':
             for member in reversed([m for m in ordered if m.status == 'reverted']):
                 try:
-                    revert(member.dom, member.safety_snap, member.state_before, self.busy_timeout)
+                    revert_snapshot(member.dom, member.safety_snap, member.state_before, self.busy_timeout,
+                                    member.client.libvirt_version)
                     member.status = 'restored'
                 except SnapshotError as exc:
                     member.error = f'put back to safety snapshot "{safety_name}" failed: {exc.msg}'
@@ -700,9 +698,9 @@ class GroupManager:
         for member in self.members:
             try:
                 target = member.facts
-                if target['location'] == 'external' and member.client.conn.getLibVersion() < EXTERNAL_REVERT:
+                if target['location'] == 'external' and member.client.libvirt_version < EXTERNAL_REVERT:
                     raise SnapshotError(f'snapshot "{self.name}" is external, and libvirt '
-                                        f'{version_text(member.client.conn.getLibVersion())} cannot revert external '
+                                        f'{version_text(member.client.libvirt_version)} cannot revert external '
                                         'snapshots (9.9 or later can)')
                 check_revert_possible(member.dom, target)
                 if target['location'] == 'internal' and target['state'] in ('running', 'paused'):
@@ -715,11 +713,8 @@ class GroupManager:
                 if safety_name is not None:
                     if lookup_snapshot(member.dom, safety_name) is not None:
                         raise SnapshotError(f'a snapshot "{safety_name}" exists already')
-                    xml = member.dom.XMLDesc(0)
-                    member.disks = domain_disks(member.dom, xml)
-                    member.safety_plan = plan_new_snapshot(member.dom, xml, member.disks, member.state_before,
-                                                           safety_name, 'auto', False,
-                                                           member.client.conn.getLibVersion(), is_local_uri(member.uri))
+                    member.safety_plan, _state, member.disks = preflight_snapshot(
+                        member.dom, safety_name, member.client.libvirt_version, is_local_uri(member.uri))
                     member.safety = safety_name
             except SnapshotError as exc:
                 errors[member.label] = exc.msg
@@ -757,37 +752,3 @@ class GroupManager:
                        'the safety snapshots already taken were deleted, and no member was reverted.',
                        self._result(False))
 
-
-# Reverting one member
-
-_OVERLAY_EXISTS = 'already exists'
-START_PAUSED = 1  # VIR_DOMAIN_START_PAUSED
-
-
-def revert(dom: t.Any, snap: t.Any, wanted: str | None, busy_timeout: float) -> None:
-    """Revert ``dom`` to ``snap`` and leave it ``wanted`` (running, paused or shutoff)."""
-    flags = REVERT_RUNNING if wanted == 'running' else REVERT_PAUSED if wanted == 'paused' else 0
-    name = snap.getName()
-    try:
-        try:
-            retry_busy(lambda: dom.revertToSnapshot(snap, flags), busy_timeout)
-        except LibvirtError as exc:
-            if _OVERLAY_EXISTS not in str(exc):
-                raise
-            # an external revert names its new overlays after the second: two reverts in one second collide
-            time.sleep(1.1 - time.time() % 1)
-            retry_busy(lambda: dom.revertToSnapshot(snap, flags), busy_timeout)
-        state = domain_state(dom)
-        if wanted == 'shutoff' and state != 'shutoff':
-            dom.destroy()
-        elif wanted == 'running' and state == 'shutoff':
-            dom.create()
-        elif wanted == 'running' and state == 'paused':
-            dom.resume()
-        elif wanted == 'paused' and state == 'running':
-            dom.suspend()
-        elif wanted == 'paused' and state == 'shutoff':
-            dom.createWithFlags(START_PAUSED)
-    except LibvirtError as exc:
-        raise SnapshotError(describe(exc, f'Reverting domain "{dom.name()}" to snapshot "{name}"'),
-                            domain=dom.name()) from None

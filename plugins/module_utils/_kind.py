@@ -230,7 +230,8 @@ class KindPlanner:
         if fw['pflash'] and fw['nvram_format'] != 'qcow2':
             fixes.append('on libvirt 10.10 or later, give the domain a qcow2 NVRAM (<nvram format="qcow2">) for '
                          'internal snapshots')
-        if self.version < EXTERNAL_REVERT:
+        if self.version < EXTERNAL_REVERT and location != 'internal':
+            # an upgrade makes external snapshots revertable; it does nothing for an internal one
             fixes.append('upgrade libvirt to 9.9 or later, which reverts external snapshots')
         if self.running and fw['pflash']:
             fixes.append('take the snapshot while the domain is shut off')

@@ -155,7 +155,6 @@ safety_snapshot_created:
   sample: true
 '''
 
-import time
 import typing as t
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import DomainResult, run_domains
@@ -169,38 +168,23 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_OPTIONS, job_slot
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import (
     EXTERNAL_REVERT,
-    INTERNAL_REVERT_BROKEN,
     preflight_snapshot,
     version_text,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
-    ERR_INVALID_ARG,
     LibvirtError,
     SnapshotError,
-    error_code,
     is_local_uri,
-    libvirt_errors,
-    retry_busy,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._revert import revert_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
-    REVERT_FORCE,
-    REVERT_PAUSED,
-    REVERT_RUNNING,
     create_snapshot,
     current_snapshot_name,
     list_snapshots,
     lookup_snapshot,
     snapshot_facts,
 )
-
-# What libvirt says when a revert would need a file that exists: its new overlays are named after the second
-# of the revert (<image>.<epoch seconds>), so two reverts within one second collide.
-_OVERLAY_EXISTS = 'already exists'
-# What QEMU says when libvirt 11.2 or 11.3 hands it the wrong block nodes for an internal revert.
-_BROKEN_INTERNAL_REVERT = 'is writable but does not support snapshots'
-
-START_PAUSED = 1  # VIR_DOMAIN_START_PAUSED
 
 _POWER_STATE_OF_SNAPSHOT = {'running': 'running', 'paused': 'paused'}
 
@@ -301,60 +285,8 @@ class RevertManager:
                                busy_timeout=self.params['busy_timeout'], disks=disks)
 
     def _revert(self, dom: t.Any, snap: t.Any) -> None:
-        wanted = self.params['state_after']
-        flags = REVERT_FORCE if self.params['force'] else 0
-        if wanted == 'running':
-            flags |= REVERT_RUNNING
-        elif wanted == 'paused':
-            flags |= REVERT_PAUSED
-        with libvirt_errors(f'Reverting domain "{self.domain_name}" to snapshot "{snap.getName()}"',
-                            self._known_bug, domain=self.domain_name):
-            try:
-                retry_busy(lambda: dom.revertToSnapshot(snap, flags), self.params['busy_timeout'])
-            except LibvirtError as exc:
-                if _OVERLAY_EXISTS not in str(exc) or snapshot_facts(snap, self.domain_name)['location'] != 'external':
-                    raise
-                # the overlays of the previous revert of this second: the next second gets new names
-                time.sleep(1.1 - time.time() % 1)
-                retry_busy(lambda: dom.revertToSnapshot(snap, flags), self.params['busy_timeout'])
-        self._settle(dom, wanted)
-
-    def _known_bug(self, exc: BaseException) -> str:
-        """What a failed revert owes to a known libvirt bug, if anything."""
-        if _BROKEN_INTERNAL_REVERT not in str(exc):
-            return ''
-        version = self.client.libvirt_version
-        if INTERNAL_REVERT_BROKEN[0] <= version < INTERNAL_REVERT_BROKEN[1]:
-            return (f'. This is a known bug of libvirt 11.2 and 11.3 (this hypervisor has {version_text(version)}), '
-                    'fixed in 11.4: upgrade libvirt to revert internal snapshots, and check the domain\'s state. '
-                    'New snapshots taken with location: auto are external on these releases, and revert.')
-        return ''
-
-    @staticmethod
-    def _start_paused(dom: t.Any) -> None:
-        try:
-            dom.createWithFlags(START_PAUSED)
-        except LibvirtError as exc:
-            if error_code(exc) != ERR_INVALID_ARG:
-                raise
-            dom.create()  # drivers without START_PAUSED (the test driver): start, then pause at once
-            dom.suspend()
-
-    def _settle(self, dom: t.Any, wanted: str) -> None:
-        """Make sure the power state is the one asked for, whatever the driver did with the flags."""
-        state = domain_state(dom)
-        with libvirt_errors(f'Bringing domain "{self.domain_name}" to {wanted} after the revert',
-                            domain=self.domain_name):
-            if wanted == 'shutoff' and state != 'shutoff':
-                dom.destroy()
-            elif wanted == 'running' and state == 'shutoff':
-                dom.create()
-            elif wanted == 'paused' and state == 'shutoff':
-                self._start_paused(dom)
-            elif wanted == 'running' and state == 'paused':
-                dom.resume()
-            elif wanted == 'paused' and state == 'running':
-                dom.suspend()
+        revert_snapshot(dom, snap, self.params['state_after'], self.params['busy_timeout'],
+                        self.client.libvirt_version, force=self.params['force'], domain=self.domain_name)
 
 
 def main() -> None:

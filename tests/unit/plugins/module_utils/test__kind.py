@@ -220,3 +220,15 @@ def test_preflight_refuses_what_the_planner_refuses(make_domain):
     dom = make_domain('running', xml=domain_xml(OS_EFI_RAW))
     with pytest.raises(SnapshotError, match='Nothing was made'):
         k.preflight_snapshot(dom, 'pre', V9_0, local=False, location='internal')
+
+
+def test_an_internal_disk_only_refusal_does_not_suggest_an_upgrade(make_domain):
+    # location internal with a running domain and no memory (snapshot_group's freeze: agent): no libvirt
+    # release makes that possible, so "upgrade to 9.9" (which makes external snapshots revertable) is no fix
+    dom = make_domain('running')
+    with pytest.raises(SnapshotError) as raised:
+        plan(dom, V9_0, location='internal', disk_only=True)
+    assert 'always holds its memory' in raised.value.msg and '9.9' not in raised.value.msg
+    with pytest.raises(SnapshotError) as raised:
+        plan(make_domain('running', xml=domain_xml(OS_EFI_RAW)), V9_0)
+    assert 'upgrade libvirt to 9.9' in raised.value.msg  # location auto: the upgrade would help there

@@ -257,9 +257,9 @@ def test_revert_in_order_to_the_recorded_states(run_module, make_domain, monkeyp
     a.destroy()
     b.create()
     reverts = []
-    real = _group.revert
-    monkeypatch.setattr(_group, 'revert', lambda dom, snap, wanted, busy: (reverts.append(dom.name()),
-                                                                           real(dom, snap, wanted, busy)))
+    real = _group.revert_snapshot
+    monkeypatch.setattr(_group, 'revert_snapshot', lambda dom, snap, *args: (reverts.append(dom.name()),
+                                                                                   real(dom, snap, *args)))
     checked = run_module(snapshot_group, dict(args, state='reverted', order=[c.name()]), check=True, diff=True)
     assert reverts == [] and snapshot_names(a) == ['g']
     assert [m['state_after'] for m in checked['members']] == ['running', 'shutoff', 'running']
@@ -279,14 +279,14 @@ def test_a_member_that_cannot_be_reverted(run_module, run_failing, make_domain, 
     run_module(snapshot_group, args)
     for dom in (a, b, c):
         dom.create()  # the present state differs from the snapshot
-    real = _group.revert
+    real = _group.revert_snapshot
 
-    def revert(dom, snap, wanted, busy):
+    def revert(dom, snap, *args):
         if dom.name() == b.name() and snap.getName() == 'g':
             raise _libvirt.SnapshotError('b refuses')
-        return real(dom, snap, wanted, busy)
+        return real(dom, snap, *args)
 
-    monkeypatch.setattr(_group, 'revert', revert)
+    monkeypatch.setattr(_group, 'revert_snapshot', revert)
     failed = run_failing(snapshot_group, dict(args, state='reverted', failure_policy=policy))
     status = [m['status'] for m in failed['members']]
     assert 'b refuses' in failed['msg'] and policy in failed['msg']
