@@ -19,6 +19,8 @@ import pathlib
 import re
 import typing as t
 
+import pytest
+
 from test_modules_common import blank, independent  # noqa: F401  # pylint: disable=unused-import
 
 PLAYBOOK = pathlib.Path(__file__).resolve().parents[2] / 'playbooks' / 'hypervisor_snapshots.yml'
@@ -141,8 +143,17 @@ def test_prune_in_batch(lab, blank, independent, run_playbook):
     assert [independent.snapshot_names(d) for d in doms] == [['keep-me', 'nightly-3']] * 3
 
 
-def test_variables_are_checked_before_anything_runs(run_playbook):
-    run = run_playbook(PLAYBOOK, {'kvm_target': 'all', 'kvm_action': 'prune', 'kvm_prune_match': 'nightly-*'},
-                       expect_rc=2)
-    assert 'needs kvm_prune_match' in run.stdout and 'kvm_prune_keep_last' in run.stdout
-    assert f'TASK [{PRUNE_TASK}]' not in run.stdout
+@pytest.mark.parametrize(('extra', 'message'), [
+    ({'kvm_action': 'prune', 'kvm_prune_match': 'nightly-*'},
+     "kvm_action=prune needs kvm_prune_match (a glob of snapshot names, '*' for all) and at least one of "
+     'kvm_prune_keep_last, kvm_prune_keep_hourly'),
+    ({'kvm_action': 'snap'}, "Set kvm_action to snapshot, prune or cleanup (-e kvm_action=snapshot), not 'snap'."),
+    ({'kvm_action': 'cleanup'}, 'kvm_action=cleanup needs the snapshot name: -e kvm_snapshot_name=NAME.'),
+    ({'kvm_action': 'snapshot', 'kvm_snapshot_name': 'n', 'kvm_domains': []},
+     "kvm_domains is empty; give names or globs of VMs ('*' for every VM)."),
+], ids=['prune-rule', 'action', 'name', 'domains'])
+def test_variables_are_checked_before_anything_runs(run_playbook, extra, message):
+    run = run_playbook(PLAYBOOK, {'kvm_target': 'all', **extra}, expect_rc=2)
+    assert message in run.stdout, run
+    for task in (SNAPSHOT_TASK, PRUNE_TASK, CLEANUP_TASK):
+        assert f'TASK [{task}]' not in run.stdout
