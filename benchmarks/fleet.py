@@ -101,6 +101,7 @@ class Fleet:
         self.sshds: list[t.Any] = []
         self.sshd_of: dict[str, t.Any] = {}  # address -> its sshd
         self.times: dict[tuple[str, str], list[float]] = {}
+        self.split: dict[str, list[dict[str, float]]] = {}  # step -> where each playbook run's time went
         self.phase: dict[str, list[dict[str, float]]] = {}
         self.notes: list[str] = []
         collections = self.tmp / 'collections' / 'ansible_collections' / 'kvm'
@@ -241,17 +242,33 @@ class Fleet:
         return seconds, proc.stdout
 
     def playbook(self, playbook: str, inventory: str, extra_vars: dict[str, t.Any]) -> tuple[float, dict[str, t.Any]]:
-        """Seconds of the whole ansible-playbook, and the task timings of the callback."""
+        """Seconds of the whole ansible-playbook, and the task timings of the callback (``started``: the
+        perf_counter() when the command started; the callback's clock is the same, CLOCK_MONOTONIC)."""
         self._runs += 1
         vars_file = self.tmp / f'vars-{self._runs}.json'
         vars_file.write_text(json.dumps(extra_vars))
         phases = self.tmp / f'phases-{self._runs}.json'
         env = dict(self.env, BENCH_PHASES_FILE=str(phases))
+        started = time.perf_counter()
         seconds, out = self.timed([ANSIBLE_PLAYBOOK, '-i', inventory, str(PLAYBOOKS / playbook), '-e',
                                    f'@{vars_file}'], env)
         if ' failed=0 ' not in out or any(f' failed={n}' in out for n in range(1, 10)):
             raise BenchError(f'{playbook} reported failures:\n{out[-4000:]}')
-        return seconds, json.loads(phases.read_text())
+        return seconds, dict(json.loads(phases.read_text()), started=started)
+
+    @staticmethod
+    def split_run(seconds: float, phases: dict[str, t.Any]) -> dict[str, float]:
+        """Where one run of hypervisor_snapshots.yml spent its time: ansible-playbook's start (to the first task)
+        and end (after the last), the tasks before the module task (the checks), the module task (first start to
+        last result: SSH, the module runs on all hypervisors), the tasks after it (the report)."""
+        tasks = phases['tasks']
+        module = [r for r in tasks if r['action'].startswith('kvm.snapshots.') and r['runs']]
+        if not tasks or len(module) != 1:
+            return {}
+        first, last = tasks[0]['start'], max(r['end'] for r in tasks)
+        mod = module[0]
+        return {'start_end': seconds - (last - first), 'before': mod['start'] - first, 'module': mod['end'] - mod['start'],
+                'after': last - mod['end'], 'tasks': len(tasks)}
 
     def virsh_loop(self, step: str, doms: list[str]) -> None:
         uri = self.stack.uri
@@ -290,7 +307,8 @@ class Fleet:
                     extra.update({'snapshot': {'kvm_snapshot_name': 'fleet-1'},
                                   'prune': {'kvm_prune_match': 'fleet-*', 'kvm_prune_keep_last': 1},
                                   'cleanup': {'kvm_snapshot_name': 'fleet-2'}}[step])
-                    seconds = self.playbook('hypervisor_snapshots.yml', inventory, extra)[0]
+                    seconds, phases = self.playbook('hypervisor_snapshots.yml', inventory, extra)
+                    self.split.setdefault(step, []).append(self.split_run(seconds, phases))
                 self.record((step, method), seconds)
                 self.expect(doms, {'snapshot': ['fleet-1'], 'prune': ['fleet-2'], 'cleanup': []}[step],
                             f'{method} {step}')
@@ -362,6 +380,17 @@ class Fleet:
             cells = [f'{med(self.times[(step, m)]):.2f} s ({med(self.times[(step, m)]) / floor:.2f}x)' for m in METHODS]
             ratios = ', '.join(f'{p / f:.2f}x' for p, f in zip(self.times[(step, 'playbook')], self.times[(step, 'floor')]))
             lines.append(f'| {step} | ' + ' | '.join(cells) + f' | {ratios} |')
+        if self.split:
+            lines += ['', '| `hypervisor_snapshots.yml`, where its time goes | ansible-playbook start and end | tasks '
+                      'before the module task (checks) | the module task (SSH, module runs on all hypervisors) '
+                      '| tasks after it (report) | module task / floor |', '|---|---:|---:|---:|---:|---:|']
+            for step, rows in self.split.items():
+                rows = [r for r in rows if r]
+                if not rows:
+                    continue
+                cells = [f'{med([r[k] for r in rows]):.2f} s' for k in ('start_end', 'before', 'module', 'after')]
+                ratio = ', '.join(f'{r["module"] / f:.2f}x' for r, f in zip(rows, self.times[(step, 'floor')]))
+                lines.append(f'| {step} ({rows[0]["tasks"]:.0f} tasks) | ' + ' | '.join(cells) + f' | {ratio} |')
         if self.phase:
             lines += ['', '| guarded_change.yml, guests | pre-change phase (pre_change role, timed by the callback) '
                       '| module runs | whole playbook | `hypervisor_snapshots.yml` snapshot, same domains '
