@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -36,6 +37,13 @@ def _cmd_status(_args):
             info = json.load(fh)
         print('             built %s in %s s, base.qcow2 %d MiB' % (
             info.get('built_at'), info.get('seconds'), os.path.getsize(img.base) >> 20))
+        # the saved, booted guests that Lab.guest_domain restores its guests from (kept by cleanup)
+        templates = os.path.join(img.dir, 'templates')
+        for entry in sorted(os.listdir(templates)) if os.path.isdir(templates) else []:
+            with contextlib.suppress(OSError, ValueError):
+                with open(os.path.join(templates, entry, 'template.json'), encoding='utf-8') as fh:
+                    info = json.load(fh)
+                print('  template   %s built %s in %s s' % (entry, info.get('built_at'), info.get('seconds')))
     for name, st in daemon_status().items():
         print('%-12s %s' % (name, ('pid %d%s' % (st['pid'], ' (started by the lab)' if st['started_by_lab'] else ''))
                             if st['pid'] else 'not running'))
@@ -93,7 +101,7 @@ def smoke_stack(name='trixie', keep=False):
                 raise LabError('%s: %s, firmware %s' % (dom, lab.state(dom), lab.firmware(dom)))
         for firmware in FIRMWARES:
             t0 = time.monotonic()
-            guest = lab.guest_domain('guest-' + firmware, firmware=firmware)
+            guest = lab.guest_domain('guest-' + firmware, firmware=firmware, boot='cold')   # times the boot
             lab.wait_agent(guest)
             times['guest boot to agent, %s' % firmware] = time.monotonic() - t0
             times['guest boot to agent, %s, QEMU CPU time' % firmware] = _qemu_cpu_seconds(guest, st)
@@ -140,7 +148,7 @@ def smoke(keep=False):
         LOG.info('blank domains ok: %s', ', '.join('%s=%s' % (d, lab.state(d)) for d in (blank, raw, paused, off)))
 
         t0 = time.monotonic()
-        guest = lab.guest_domain('guest')
+        guest = lab.guest_domain('guest', boot='cold')   # times the boot
         lab.wait_agent(guest)
         times['guest boot to agent'] = time.monotonic() - t0
         times['guest boot to agent, QEMU CPU time'] = _qemu_cpu_seconds(guest, lab.stack)

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
 import secrets
+import shutil
 import time
 import xml.etree.ElementTree as ET
 
-from .common import (AGENT_CHANNEL, DISK_FORMATS, DOMAIN_STATES, FIRMWARES, GLOBAL_PREFIX, RUN_DIR, STATE_DIR, AgentError,
-                     LabError, _libvirt, _makedirs, _run)
+from .common import (AGENT_CHANNEL, DISK_FORMATS, DOMAIN_STATES, FIRMWARES, GLOBAL_PREFIX, LOG, RUN_DIR, STATE_DIR,
+                     AgentError, LabError, _libvirt, _locked, _makedirs, _run)
 from .image import GUEST_CMDLINE, build_image
 from .removal import _domain_disk_files, _remove_domain, _state_name, _check_prefix, cleanup
+from . import savefile
 from .stack import DEFAULT_STACK, STACKS, Stack, stack as _stack_from_env
 
 
@@ -32,6 +35,43 @@ def _sub(parent, tag, text=None, **attrs):
     if text is not None:
         elem.text = str(text)
     return elem
+
+
+#: keys of templates that failed in this process (their guests boot cold from then on)
+_BROKEN_TEMPLATES = set()
+
+
+class GuestTemplate:
+    """Paths of one saved template guest in the image's cache (see Lab.guest_template)."""
+
+    def __init__(self, directory, key):
+        self.dir = directory
+        self.key = key
+        self.disk = os.path.join(directory, 'vda.qcow2')
+        self.state = os.path.join(directory, 'state.save')
+        self.console = os.path.join(directory, 'console.log')
+        #: written last: the template is complete
+        self.info = os.path.join(directory, 'template.json')
+
+    def nvram_path(self, qcow2):
+        return os.path.join(self.dir, 'nvram.qcow2' if qcow2 else 'nvram.fd')
+
+    @property
+    def nvram(self):
+        with open(self.info, encoding='utf-8') as fh:
+            return json.load(fh)['nvram']
+
+    def valid(self):
+        try:
+            with open(self.info, encoding='utf-8') as fh:
+                info = json.load(fh)
+        except (OSError, ValueError):
+            return False
+        return (info.get('key') == self.key and os.path.isfile(self.disk) and os.path.isfile(self.state)
+                and (info.get('nvram') is None or os.path.isfile(info['nvram'])))
+
+    def __repr__(self):
+        return 'GuestTemplate(%r)' % self.dir
 
 
 class Lab:
@@ -254,17 +294,31 @@ class Lab:
         return self._define_and_set_state(full, xml, state)
 
     def guest_domain(self, name, state='running', memory_mib=384, wait_agent=False, agent_timeout=180,
-                     firmware=None):
+                     firmware=None, boot=None):
         """Define a Debian guest (linked clone of the cached image) in ``state``; return its full name.
 
         Its disk ``vda`` is ``RUN_DIR/<full>.vda.qcow2``, a qcow2 overlay whose
         backing file is the shared ``base.qcow2``.  Builds the image first
         if the cache lacks it.  With wait_agent, also waits for the guest
         agent (state 'running' only).
+
+        boot (default $KSLAB_GUEST_BOOT, else 'restore'): 'cold' boots the
+        guest (firmware, kernel, systemd: 25-140 s under TCG); 'restore'
+        starts a running guest from the saved state of a booted template
+        guest (a few seconds; see _restore_guest) and falls back to a cold
+        boot when it cannot.  Use 'cold' where a test is about the boot
+        itself.  Other states than 'running' always define the guest cold.
         """
         img = build_image()
         firmware = firmware or self.guest_firmware
+        boot = boot or os.environ.get('KSLAB_GUEST_BOOT') or 'restore'
+        if boot not in ('restore', 'cold'):
+            raise LabError("boot must be 'restore' or 'cold', not %r" % boot)
         full = self.full_name(name)
+        if boot == 'restore' and state == 'running':
+            template = self.guest_template(firmware, memory_mib)
+            if template is not None and self._restore_guest(full, template, img, firmware, memory_mib):
+                return full
         overlay = os.path.join(self.run_dir, full + '.vda.qcow2')
         try:
             _run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', img.base, '-F', 'qcow2', overlay])
@@ -277,6 +331,151 @@ class Lab:
         if wait_agent and state == 'running':
             self.wait_agent(full, timeout=agent_timeout)
         return full
+
+    # -- guests from a saved template ---------------------------------------
+    #
+    # A cold boot of a Debian guest under TCG costs 25-40 s of CPU (minutes of wall time on the loaded lab).
+    # Instead, once per (image, stack, firmware, memory, domain XML shape, libvirt and QEMU versions), a
+    # template guest is booted to a settled system (agent answers, `systemctl is-system-running --wait`)
+    # and saved with virDomainSave; its directory in the image's cache keeps the saved state, its disk
+    # overlay (backing file base.qcow2) and NVRAM as they were at the save.  Each guest then gets copies of
+    # that overlay and NVRAM (the saved memory refers to exactly that disk content: a fresh overlay would
+    # corrupt the guest's file system) and is restored from a copy of the save file whose header XML is its
+    # own (savefile.py: libvirt's restore refuses another UUID), after its persistent definition, the
+    # same as a cold-booted guest's.  The guest's clock is set through its agent and its kernel RNG gets
+    # fresh bytes, so guests from one template differ there; their disks, names, UUIDs, NVRAM and console
+    # logs are their own.  Anything wrong with the template: a cold boot, and the template is rebuilt.
+
+    #: bump when the template's recipe (what the template directory holds, how it is made) changes
+    TEMPLATE_VERSION = 1
+
+    def _template_key(self, img, firmware, memory_mib):
+        """The template's cache key: everything that makes a saved guest valid for this lab's guests."""
+        conn = self.conn
+        recipe = {
+            'version': self.TEMPLATE_VERSION,
+            'image': os.path.basename(img.dir),
+            'stack': self.stack.name,
+            'uri': self.uri,
+            'firmware': firmware,
+            'memory_mib': memory_mib,
+            # the shape of the guests' XML (names and paths are placeholders)
+            'xml': self._domain_xml(GLOBAL_PREFIX + 'template', memory_mib, [('vda', '/vda.qcow2', 'qcow2')], True,
+                                    kernel=img, rng=True, firmware=firmware),
+            'libvirt': conn.getLibVersion(),
+            'hypervisor': conn.getVersion(),
+        }
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+    def guest_template(self, firmware, memory_mib, rebuild=False):
+        """The GuestTemplate for these guests, built now unless cached; None (logged) if it cannot be built."""
+        img = build_image()
+        try:
+            key = self._template_key(img, firmware, memory_mib)
+        except Exception as exc:  # noqa: BLE001  (no template: the caller boots cold)
+            LOG.warning('guest template: no key (%s); cold boot', exc)
+            return None
+        if key in _BROKEN_TEMPLATES:
+            return None
+        parent = os.path.join(img.dir, 'templates')
+        template = GuestTemplate(os.path.join(parent, '%s-%s-%d-%s' % (self.stack.name, firmware, memory_mib, key)),
+                                 key)
+        _makedirs(parent)
+        with _locked(os.path.join(parent, '.lock-%s' % key)):
+            if template.valid() and not rebuild:
+                return template
+            # older templates of the same guests (another key) are of no use any more
+            for entry in os.listdir(parent):
+                if (entry.startswith('%s-%s-%d-' % (self.stack.name, firmware, memory_mib))
+                        and entry != os.path.basename(template.dir)):
+                    shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            try:
+                self._build_template(template, img, firmware, memory_mib)
+            except Exception as exc:  # noqa: BLE001  (no template: the caller boots cold)
+                LOG.warning('guest template %s: build failed (%s); cold boots', template.dir, exc)
+                _BROKEN_TEMPLATES.add(key)
+                shutil.rmtree(template.dir, ignore_errors=True)
+                return None
+        return template
+
+    def _build_template(self, template, img, firmware, memory_mib):
+        """Cold-boot the template guest (transient), let its boot settle, save it, record it."""
+        shutil.rmtree(template.dir, ignore_errors=True)
+        _makedirs(template.dir)
+        start = time.monotonic()
+        name = '%stemplate-%s' % (GLOBAL_PREFIX, template.key[:12])
+        _run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', img.base, '-F', 'qcow2', template.disk])
+        root = ET.fromstring(self._domain_xml(name, memory_mib, [('vda', template.disk, 'qcow2')], True,
+                                              kernel=img, rng=True, firmware=firmware))
+        for elem in root.findall('./devices/serial/source'):
+            elem.set('path', template.console)
+        nvram = root.find('./os/nvram')
+        if nvram is not None:
+            nvram.text = template.nvram_path(nvram.get('format') == 'qcow2')
+            if nvram.get('format') == 'qcow2':    # as _make_qcow2_nvram, before the domain starts
+                _run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', self.stack.host_path(nvram.get('template')),
+                      nvram.text])
+        dom = self.conn.createXML(ET.tostring(root, encoding='unicode'), 0)   # transient: gone once saved
+        try:
+            self.wait_agent(name, timeout=900)
+            # a settled system: no boot job left to race the tests of the guests made from it
+            self.guest_exec(name, ['/usr/bin/systemctl', 'is-system-running', '--wait'], timeout=600)
+            self.guest_exec(name, ['/usr/bin/sync'], timeout=120)
+            dom.save(template.state)
+        except Exception:
+            with contextlib.suppress(Exception):
+                dom.destroy()
+            raise
+        header = savefile.read_header(template.state)   # complete, raw, with an XML the guests can take
+        savefile.retarget_xml(header.xml, name, dom.UUIDString(), template.disk, template.console,
+                              None if nvram is None else nvram.text)
+        if header.compressed:
+            raise LabError('libvirt saved the template compressed (save_image_format in qemu.conf)')
+        with open(template.info + '.tmp', 'w', encoding='utf-8') as fh:
+            json.dump({'key': template.key, 'stack': self.stack.name, 'firmware': firmware,
+                       'memory_mib': memory_mib, 'nvram': None if nvram is None else nvram.text,
+                       'built_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                       'seconds': round(time.monotonic() - start, 1)}, fh, indent=1)
+        os.replace(template.info + '.tmp', template.info)
+        LOG.info('guest template %s built in %.0f s', template.dir, time.monotonic() - start)
+
+    def _restore_guest(self, full, template, img, firmware, memory_mib):
+        """Make guest full from template (see above); True if it runs and its agent answers, else False (removed)."""
+        overlay = os.path.join(self.run_dir, full + '.vda.qcow2')
+        save = os.path.join(self.run_dir, full + '.save')
+        start = time.monotonic()
+        try:
+            shutil.copyfile(template.disk, overlay)
+            shutil.copyfile(template.console, self.console_log(full))   # the log shows the boot, as a cold one's
+            xml = self._domain_xml(full, memory_mib, [('vda', overlay, 'qcow2')], True, kernel=img, rng=True,
+                                   firmware=firmware)
+            nvram_elem = ET.fromstring(xml).find('./os/nvram')
+            nvram = None if nvram_elem is None else nvram_elem.text
+            if nvram is not None:
+                shutil.copyfile(template.nvram, nvram)
+            dom = self.conn.defineXML(xml)
+            header = savefile.read_header(template.state)
+            savefile.copy_with_xml(template.state, save, savefile.retarget_xml(
+                header.xml, full, dom.UUIDString(), overlay, self.console_log(full), nvram))
+            self.conn.restore(save)
+            os.unlink(save)
+            self.wait_agent(full, timeout=120)
+            # the saved clock is behind by the template's age; the kernel RNG is the template's
+            self.agent_command(full, {'execute': 'guest-set-time', 'arguments': {'time': time.time_ns()}})
+            handle = self.agent_command(full, {'execute': 'guest-file-open',
+                                               'arguments': {'path': '/dev/urandom', 'mode': 'w'}})
+            self.agent_command(full, {'execute': 'guest-file-write', 'arguments': {
+                'handle': handle, 'buf-b64': base64.b64encode(os.urandom(64)).decode()}})
+            self.agent_command(full, {'execute': 'guest-file-close', 'arguments': {'handle': handle}})
+        except Exception as exc:  # noqa: BLE001  (a cold boot instead; the template is rebuilt next time)
+            LOG.warning('%s: restore from %s failed (%s); cold boot instead', full, template.dir, exc)
+            self.remove(full)
+            _BROKEN_TEMPLATES.add(template.key)
+            with contextlib.suppress(OSError):
+                os.unlink(template.info)
+            return False
+        LOG.info('%s restored from %s in %.1f s', full, template.dir, time.monotonic() - start)
+        return True
 
     # -- guest agent ------------------------------------------------------
 
