@@ -292,9 +292,12 @@ class SnapshotManager:
             snap = lookup_snapshot(dom, self.name)
         if snap is not None:
             return self._update(dom, snap)
-        predicted, disks, plan = self._predict(dom)
+        plan, state, disks = preflight_snapshot(
+            dom, self.name, self.client.libvirt_version, is_local_uri(self.client.uri), self.params['location'],
+            self.params['disk_only'], self.params['quiesce'])  # raises where it cannot be made
         kind = {'location': plan.location, 'memory': plan.memory, 'reason': plan.reason}
         if self.client.check_mode:
+            predicted = self._predict(dom, plan, state)
             return DomainResult(True, {'snapshot': predicted, 'kind': kind}, summary(None),
                                 dict(summary(predicted), reason=plan.reason), plan.warnings)
         resumed = resume_interrupted(dom, self.params['busy_timeout'])
@@ -306,11 +309,9 @@ class SnapshotManager:
                             dict(summary(facts), reason=plan.reason) if made else summary(facts),
                             [*plan.warnings, resumed] if resumed else plan.warnings)
 
-    def _predict(self, dom: t.Any) -> tuple[dict[str, t.Any], list[dict[str, t.Any]], Plan]:
-        """The snapshot that would be made, the domain's disks and the plan; raises where it cannot be made."""
-        plan, state, disks = preflight_snapshot(
-            dom, self.name, self.client.libvirt_version, is_local_uri(self.client.uri), self.params['location'],
-            self.params['disk_only'], self.params['quiesce'])
+    def _predict(self, dom: t.Any, plan: Plan, state: str) -> dict[str, t.Any]:
+        """The facts of the snapshot that ``plan`` would make of ``dom`` (in ``state``), for check mode: only there,
+        so that a real run reads no current snapshot it does not report (a libvirt call or two a domain less)."""
         if plan.memory != 'no':
             snap_state = state
         elif plan.location == 'external' and state != 'shutoff':
@@ -325,7 +326,7 @@ class SnapshotManager:
             'memory_file': plan.memory_file,
             'disks': [{'name': o['disk'], 'snapshot': 'external', 'file': o['file'], 'backing_file': o['backing_file']}
                       for o in plan.overlays],
-        }, disks, plan
+        }
 
     def _update(self, dom: t.Any, snap: t.Any) -> DomainResult:
         facts = snapshot_facts(snap, dom.name())

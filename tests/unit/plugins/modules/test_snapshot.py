@@ -335,3 +335,43 @@ def test_silent_uri_times_out(run_failing, run_module):
         for sock, _addr in accepted:
             sock.close()
         server.close()
+
+
+class _CountsCurrent:
+    """A domain that counts the reads of its current snapshot (hasCurrentSnapshot, snapshotCurrent)."""
+
+    def __init__(self, dom):
+        self._dom = dom
+        self.current_reads = 0
+
+    def __getattr__(self, attr):
+        return getattr(self._dom, attr)
+
+    def hasCurrentSnapshot(self, flags):
+        self.current_reads += 1
+        return self._dom.hasCurrentSnapshot(flags)
+
+    def snapshotCurrent(self, flags):
+        self.current_reads += 1
+        return self._dom.snapshotCurrent(flags)
+
+
+def test_check_mode_predicts_the_parent_and_a_real_run_reads_no_current_snapshot_before_it(
+        run_module, make_domain, monkeypatch):
+    dom = make_domain('shutoff')
+    run_module(snapshot, {'domain': dom.name(), 'name': 'first'})
+    proxy = _CountsCurrent(dom)
+    monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'lookup_domain', lambda self, name: proxy)
+    args = {'domain': dom.name(), 'name': 'second'}
+
+    predicted = run_module(snapshot, args, check=True)
+    assert predicted['changed'] is True and predicted['snapshot']['parent'] == 'first'
+    assert proxy.current_reads > 0  # check mode reads the current snapshot: it predicts the parent
+    proxy.current_reads = 0
+
+    made = run_module(snapshot, args)
+    # the parent comes from the new snapshot's own XML; the current snapshot before it is not read (batch mode
+    # spares one or two libvirt calls a domain)
+    assert made['changed'] is True and made['snapshot']['parent'] == 'first'
+    assert proxy.current_reads == 0
+    assert made['snapshot'] == run_module(snapshot, args)['snapshot']
