@@ -751,4 +751,3 @@ class GroupManager:
             self._fail(f'Group revert to "{self.name}": the safety snapshot "{safety_name}" failed on {_say(errors)}; '
                        'the safety snapshots already taken were deleted, and no member was reverted.',
                        self._result(False))
-

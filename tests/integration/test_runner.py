@@ -126,8 +126,8 @@ def test_guarded_change_per_guest_results_in_job_events(lab, blank, run_job):
     # ... and the failures, each with its reason
     failed = job.results('runner_on_failed', 'Fail the guest whose change was rolled back')
     assert set(failed) == {'bad1'} and 'rolled back to pre-change-awx1' in failed['bad1']['msg'], job
-    gone = job.results('runner_on_failed', 'Fail when the domain cannot be read or its pre-change snapshot '
-                                               'cannot be taken')
+    gone = job.results('runner_on_failed',
+                       'Fail when the domain cannot be read or its pre-change snapshot cannot be taken')
     assert set(gone) == {'gone1'} and 'is not known to' in gone['gone1']['msg'], job
 
     # the run's stats: counters per guest, and the results gathered over the guests (AWX's job artifacts)

@@ -258,8 +258,8 @@ def test_revert_in_order_to_the_recorded_states(run_module, make_domain, monkeyp
     b.create()
     reverts = []
     real = _group.revert_snapshot
-    monkeypatch.setattr(_group, 'revert_snapshot', lambda dom, snap, *args: (reverts.append(dom.name()),
-                                                                                   real(dom, snap, *args)))
+    monkeypatch.setattr(_group, 'revert_snapshot',
+                        lambda dom, snap, *args: (reverts.append(dom.name()), real(dom, snap, *args)))
     checked = run_module(snapshot_group, dict(args, state='reverted', order=[c.name()]), check=True, diff=True)
     assert reverts == [] and snapshot_names(a) == ['g']
     assert [m['state_after'] for m in checked['members']] == ['running', 'shutoff', 'running']
