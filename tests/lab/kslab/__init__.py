@@ -51,7 +51,16 @@ What the lab provides
     qemu-guest-agent channel, virtio-rng, serial console written to
     ``RUN_DIR/<name>.console.log``.  It reaches a working guest agent after
     about 20 s of QEMU CPU time under software emulation (wall time grows
-    with the machine's load).
+    with the machine's load).  So by default (``boot='restore'``) a guest is
+    not booted but restored from the saved state of a booted template guest
+    (3-6 s): the template (its disk overlay, NVRAM and ``virsh save`` state)
+    is built once per image, stack, firmware, memory size, domain XML shape
+    and libvirt/QEMU version, in ``CACHE_DIR/<recipe-hash>/templates/``
+    (kept by ``cleanup``; ``lab.py status`` lists them); each guest gets
+    copies of the disk and NVRAM and a copy of the save file under its own
+    name, UUID and paths (``savefile``), its clock set and RNG reseeded by
+    the agent.  Anything wrong there means a cold boot.  ``boot='cold'`` (or
+    ``KSLAB_GUEST_BOOT=cold``) boots, for tests about the boot itself.
 
   All domains are ``<domain type='qemu'>`` (TCG): nested KVM hangs on this
   kind of machine.  ``firmware`` is ``bios`` (SeaBIOS, machine ``pc``),
@@ -132,7 +141,8 @@ Layout
 ``common`` (paths, errors, helpers), ``removal`` (listing and removing lab
 domains), ``daemons`` (packages, the host's virtlogd and libvirtd), ``image``
 (the guest image's recipe and build; ``customize.sh``), ``stack`` (the
-trixie chroot and its daemons; ``stack_setup.sh``), ``domains`` (``Lab``),
+trixie chroot and its daemons; ``stack_setup.sh``), ``savefile`` (libvirt's
+save files, for the guest templates), ``domains`` (``Lab``),
 ``cli`` (``lab.py``'s commands and smoke checks); each imports only those
 before it.  What the tests check with other clients lives beside them:
 ``probes`` (virsh, qemu-img, qemu-io), ``processes`` (/proc, freezing QEMU
