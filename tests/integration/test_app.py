@@ -27,6 +27,7 @@ def test_application_rolled_back_together_batched_and_cleaned_up(lab: t.Any, run
     cache's change works: its group snapshot is deleted from both members by one run of snapshot_group, and the change
     is kept. web1's change fails: web1 and db1 (whose change worked) are both reverted to their group snapshot, by one
     run of snapshot_group, and both fail; every guest of the batch failed, so Ansible ends the run there, before solo.
+    Then rollback_now.yml reverts the application shop by hand, as one group.
     """
     c1, web, solo, db, c2 = (lab.blank_domain(n, state='running') for n in ('appc1', 'appweb', 'appsolo', 'appdb',
                                                                             'appc2'))
@@ -59,3 +60,14 @@ def test_application_rolled_back_together_batched_and_cleaned_up(lab: t.Any, run
         assert lab.state(dom) == 'shutoff', dom  # the change is kept
         assert snapshot_names(lab, dom) == set(), dom  # the group snapshot deleted
     assert 'solo' not in recap and lab.state(solo) == 'running' and snapshot_names(lab, solo) == set()
+
+    # By hand: rollback_now.yml with the change id reverts the application again, as one group (another safety
+    # snapshot on each member); the inventory's order puts db1 first.
+    for dom in (db, web):
+        assert lab.virsh('destroy', dom).returncode == 0
+    again = run_playbook(PLAYBOOKS / 'rollback_now.yml', inventory=inventory, args=['--limit', 'web1,db1'],
+                         extra_vars={'kvm_change_id': 'app1'})
+    assert 'TASK [kvm.snapshots.rollback : Revert the application to its group snapshot, on its leader]' in again.stdout
+    for dom in (db, web):
+        assert lab.state(dom) == 'running' and current_snapshot(lab, dom) == 'pre-change-app1', dom
+        assert len([n for n in snapshot_names(lab, dom) if n.startswith('pre-change-app1-safety-')]) == 2, dom
