@@ -330,10 +330,13 @@ def set_description(dom: t.Any, snap: t.Any, description: str, current: bool,
     return snapshot_facts(lookup_snapshot(dom, name), dom.name())
 
 
-def delete_snapshot(dom: t.Any, name: str, busy_timeout: float = 0) -> bool:
+def delete_snapshot(dom: t.Any, name: str, busy_timeout: float = 0, snap: t.Any = None) -> bool:
     """Delete snapshot ``name`` of ``dom`` alone (its children go to its parent; an external one is merged into
-    the image below it by a block commit). Returns False when it no longer exists (another run deleted it)."""
-    snap = lookup_snapshot(dom, name)
+    the image below it by a block commit). Returns False when it no longer exists (another run deleted it).
+    ``snap``: its libvirt object, when the caller has just looked it up (one libvirt call less); deleted meanwhile,
+    it is reported as gone all the same."""
+    if snap is None:
+        snap = lookup_snapshot(dom, name)
     if snap is None:
         return False
     with libvirt_errors(f'Deleting snapshot "{name}" of domain "{dom.name()}"', domain=dom.name()):

@@ -359,7 +359,8 @@ class SnapshotManager:
                 if descendants:
                     delete_with_descendants(dom, self.name, deleted[1:], self.params['busy_timeout'])
                 else:
-                    delete_snapshot(dom, self.name, self.params['busy_timeout'])  # False: gone meanwhile, as wanted
+                    # False: gone meanwhile, as wanted; snap: looked up above, not looked up again
+                    delete_snapshot(dom, self.name, self.params['busy_timeout'], snap)
         return DomainResult(True, {'snapshot': facts, 'deleted': deleted}, summary(facts), summary(None))
 
 

@@ -324,6 +324,32 @@ def test_delete_snapshot_gone_meanwhile_is_not_an_error(make_domain, add_snapsho
     assert names(dom) == ['kept']
 
 
+class NoLookup:
+    """A domain whose snapshots must not be looked up (the caller passed the snapshot object)."""
+
+    def __init__(self, dom):
+        self.dom = dom
+
+    def __getattr__(self, attr):
+        return getattr(self.dom, attr)
+
+    def snapshotLookupByName(self, name, flags):
+        raise AssertionError(f'{name} looked up again')
+
+
+def test_delete_snapshot_of_a_snapshot_looked_up_before(make_domain, add_snapshot):
+    dom = make_domain('shutoff')
+    add_snapshot(dom, 'old', 100)
+    add_snapshot(dom, 'kept', 200, 'old')
+    assert s.delete_snapshot(NoLookup(dom), 'old', snap=dom.snapshotLookupByName('old', 0)) is True
+    assert names(dom) == ['kept']
+    # looked up, then deleted by another run before this one deletes it: gone, as wanted
+    snap = dom.snapshotLookupByName('kept', 0)
+    dom.snapshotLookupByName('kept', 0).delete(0)
+    assert s.delete_snapshot(dom, 'kept', snap=snap) is False
+    assert names(dom) == []
+
+
 def test_delete_with_descendants_of_internal_snapshots(make_domain, add_snapshot):
     dom = make_domain('shutoff')
     add_snapshot(dom, 'root', 100)
