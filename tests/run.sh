@@ -21,7 +21,8 @@
 #   integration  python3 -m pytest tests/integration (real libvirtd + QEMU from the lab), on two stacks:
 #                bookworm: this machine's libvirtd (Debian 12, libvirt 9.0): every test;
 #                trixie: Debian 13's libvirtd (11.3) in the lab's cached chroot: every test but
-#                test_faults_*.py and test_runner.py (KSLAB_STACK=trixie); one summary line per stack
+#                test_faults_*.py and test_runner.py (KSLAB_STACK=trixie); one summary line per stack.
+#                With both stacks the two run side by side (KSLAB_STACKS_IN_TURN=1: one after the other)
 #
 # Options:
 #   --only LIST     run only these stages (comma-separated), e.g. --only unit,sanity
@@ -116,18 +117,23 @@ record() {  # record NAME RESULT SECONDS
 # step NAME FUNCTION: run FUNCTION, time it, record PASS/FAIL/SKIP.
 # A function returns 0 (pass), 99 (skip: it printed why) or anything else (fail).
 step() {
-    local name=$1 fn=$2 start rc=0 result
+    local name=$1 fn=$2 start rc=0
     start=$SECONDS
     echo
     echo "==> [$name] starting at $(date '+%H:%M:%S')"
     "$fn" || rc=$?
-    case $rc in
+    step_done "$name" "$rc" $((SECONDS - start))
+}
+
+step_done() {  # step_done NAME EXIT SECONDS: record and show the end of a step
+    local result
+    case $2 in
         0) result=PASS ;;
         99) result=SKIP ;;
         *) result=FAIL ;;
     esac
-    record "$name" "$result" $((SECONDS - start))
-    echo "<== [$name] $result in $((SECONDS - start)) s (exit $rc)"
+    record "$1" "$result" "$3"
+    echo "<== [$1] $result in $3 s (exit $2)"
 }
 
 lab() {
@@ -441,7 +447,6 @@ stage_integration_bookworm() {
         echo "run.sh: the lab did not come up (see [lab] above)" >&2
         return 1
     fi
-    refresh_link_farm
     # --durations: every CI log shows where the integration time goes (the slowest 25 tests)
     KSLAB_STACK=bookworm run_pytest --durations=25 tests/integration
 }
@@ -455,8 +460,34 @@ stage_integration_trixie() {
     for name in tests/integration/test_*.py; do
         [[ " ${BOOKWORM_ONLY_TESTS[*]} " == *" $(basename "$name") "* ]] || files+=("$name")
     done
-    refresh_link_farm
     KSLAB_STACK=trixie run_pytest --durations=25 "${files[@]}"
+}
+
+# The two stacks' integration tests run side by side, one summary line each. Alone, a stack keeps the 2 CPUs
+# at a load of about 1: its time goes to waiting for libvirtd, QEMU, guest agents and ansible-playbook start-ups.
+# The stacks share nothing but the machine: each has its own libvirtd, its own domain name prefix, run files and
+# guest templates, and every sshd of the tests takes a free port. The trixie run's output goes to a file and is
+# shown after the bookworm run's, so the log reads one stack at a time. KSLAB_STACKS_IN_TURN=1 runs them one after
+# the other (to tell a problem of the tests from one of running them side by side).
+integration_side_by_side() {
+    local out start pid
+    new_tmp integration-trixie
+    out=$tmp_dir
+    start=$SECONDS
+    echo
+    echo "==> [integration-trixie] starting at $(date '+%H:%M:%S'), beside integration-bookworm (its output follows)"
+    (
+        rc=0
+        stage_integration_trixie >"$out/log" 2>&1 </dev/null || rc=$?
+        echo "$rc" >"$out/rc"
+    ) &
+    pid=$!
+    step integration-bookworm stage_integration_bookworm
+    wait "$pid" || true
+    echo
+    echo "==> [integration-trixie] output (it ran beside integration-bookworm)"
+    cat "$out/log"
+    step_done integration-trixie "$(cat "$out/rc" 2>/dev/null || echo 1)" $((SECONDS - start))
 }
 
 # --------------------------------------------------------------------------
@@ -482,10 +513,14 @@ fi
 
 for name in "${stages[@]}"; do
     if [[ $name == integration ]]; then
-        # one summary line per stack
-        for stack in "${stacks[@]}"; do
-            step "integration-$stack" "stage_integration_$stack"
-        done
+        refresh_link_farm   # once: side by side, both stacks' pytest use it
+        if on_stack bookworm && on_stack trixie && [[ ${KSLAB_STACKS_IN_TURN:-0} != 1 ]]; then
+            integration_side_by_side
+        else
+            for stack in "${stacks[@]}"; do
+                step "integration-$stack" "stage_integration_$stack"
+            done
+        fi
         continue
     fi
     step "$name" "stage_$name"
