@@ -291,10 +291,16 @@ cleanup_lab() {
 
 on_exit() {
     local rc=$?
+    # an interrupted run: the stack running beside (integration_side_by_side) is stopped by its pid first
+    if [[ -n $side_pid ]] && kill -0 "$side_pid" 2>/dev/null; then
+        pkill -TERM -P "$side_pid" || true
+        wait "$side_pid" 2>/dev/null || true
+    fi
     cleanup_lab || true
     if ((${#tmp_dirs[@]})); then rm -rf "${tmp_dirs[@]}"; fi
     return "$rc"
 }
+side_pid=""
 trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -470,7 +476,7 @@ stage_integration_trixie() {
 # shown after the bookworm run's, so the log reads one stack at a time. KSLAB_STACKS_IN_TURN=1 runs them one after
 # the other (to tell a problem of the tests from one of running them side by side).
 integration_side_by_side() {
-    local out start pid
+    local out start
     new_tmp integration-trixie
     out=$tmp_dir
     start=$SECONDS
@@ -481,9 +487,9 @@ integration_side_by_side() {
         stage_integration_trixie >"$out/log" 2>&1 </dev/null || rc=$?
         echo "$rc" >"$out/rc"
     ) &
-    pid=$!
+    side_pid=$!
     step integration-bookworm stage_integration_bookworm
-    wait "$pid" || true
+    wait "$side_pid" || true
     echo
     echo "==> [integration-trixie] output (it ran beside integration-bookworm)"
     cat "$out/log"
