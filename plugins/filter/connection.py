@@ -10,6 +10,9 @@ mode "uri"), refusing a local URI where it would not reach the hypervisor.
 kvm.snapshots.read_failure: the message of a guest whose domain cannot be read.
 kvm.snapshots.batch_groups: the guests of a play's batch grouped by where their modules run, each group with its
 leader (the guest that runs the modules for the group).
+kvm.snapshots.application_members: the member records of an application among the guests of a play's batch.
+kvm.snapshots.application_refusal: why one run of kvm.snapshots.snapshot_group cannot serve those members ('' when
+it can).
 """
 
 from __future__ import annotations
@@ -90,9 +93,68 @@ def batch_groups(guests: t.Any) -> dict[str, dict[str, t.Any]]:
     return groups
 
 
+def application_members(batch: t.Any, hostvars: t.Any, fact: str, application: t.Any,
+                        target: t.Any = None) -> list[dict[str, t.Any]]:
+    """The records (host fact ``fact``) of the hosts of ``batch`` in ``application``, in batch order.
+
+    Each role notes a member as a fact ``{application, host, member, module_host, ...}``; a host without that fact is
+    not in an application (or failed before it noted itself). With ``target``, only the members whose record has that
+    snapshot name (the clean-up deletes one group snapshot at a time).
+    """
+    if not isinstance(batch, (list, tuple)) or not isinstance(hostvars, Mapping):
+        raise AnsibleFilterError('kvm.snapshots.application_members takes the batch (a list of hosts) and hostvars')
+    members = []
+    for host in batch:
+        record = hostvars[host].get(fact) if host in hostvars else None
+        if not isinstance(record, Mapping) or str(record.get('application')) != str(application):
+            continue
+        if target is not None and record.get('target') != target:
+            continue
+        members.append(dict(record))
+    return members
+
+
+# What each action of snapshot_group does to the group, for the refusal.
+_GROUP_ACTIONS = {
+    'take': ('Their group snapshot is taken', 'changed'),
+    'revert': ('Their group is reverted', 'changed'),
+    'delete': ('Their group snapshot is deleted', 'deleted'),
+}
+
+
+def application_refusal(members: t.Any, application: t.Any, action: str) -> str:
+    """Why one snapshot_group run cannot ``action`` (take, revert, delete) these members, or '' when it can.
+
+    One run reaches every member from one place (the members' module host: one hypervisor, or the controller with
+    kvm_connection_mode=uri) and names one snapshot (``name`` of a member to take, ``target`` to revert or delete).
+    """
+    if action not in _GROUP_ACTIONS or not isinstance(members, (list, tuple)) or not members:
+        raise AnsibleFilterError('kvm.snapshots.application_refusal takes the member records, the application and '
+                                 f'take, revert or delete (not {action!r})')
+    done, outcome = _GROUP_ACTIONS[action]
+    hosts = ', '.join(str(m['host']) for m in members)
+    places = list(dict.fromkeys(str(m['module_host']) for m in members))
+    names = list(dict.fromkeys(str(m.get('name' if action == 'take' else 'target') or '') for m in members))
+    if action == 'revert' and (len(names) != 1 or not names[0]):
+        return (f'The members of application {application} ({hosts}) have no snapshot to go back to, or not the same '
+                f'one ({", ".join(n for n in names if n) or "none"}): name it with rollback_change_id (kvm_change_id) '
+                'or rollback_snapshot. Nothing was changed.')
+    if len(places) == 1 and len(names) == 1:
+        return ''
+    # pre_change: the members' change ids may differ too (each guest makes its own when none is given)
+    names_differ = (f' and would get different snapshot names ({", ".join(names)}): give them one change id'
+                    if len(names) > 1 else '')
+    return (f'The members of application {application} ({hosts}) are reached from {" and ".join(places)}{names_differ}.'
+            f' {done} by one run of kvm.snapshots.snapshot_group, which must reach every member: on one hypervisor,'
+            ' use the connection mode "hypervisor" (the module runs there); on several, set kvm_connection_mode=uri'
+            " for the application's guests (the module runs on the controller and reaches each member by its"
+            f' qemu+ssh:// URI). Nothing was {outcome}.')
+
+
 class FilterModule:
     """kvm.snapshots filters of the roles' connection setup."""
 
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {'hypervisor_uri': hypervisor_uri, 'module_host': module_host, 'read_failure': read_failure,
-                'batch_groups': batch_groups}
+                'batch_groups': batch_groups, 'application_members': application_members,
+                'application_refusal': application_refusal}

@@ -1,9 +1,10 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The roles' connection filters: hypervisor_uri, module_host, read_failure and batch_groups, called directly and
-through Jinja as a role calls them (the URI made from the host vars the old template of the three roles' defaults
-read, the message of a local URI in the mode "uri", the groups of a batch)."""
+"""The roles' connection filters: hypervisor_uri, module_host, read_failure, batch_groups, application_members and
+application_refusal, called directly and through Jinja as a role calls them (the URI made from the host vars the old
+template of the three roles' defaults read, the message of a local URI in the mode "uri", the groups of a batch, the
+members of an application and why one group run cannot serve them)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.kvm.snapshots.plugins.filter.connection import (
     FilterModule,
+    application_members,
+    application_refusal,
     batch_groups,
     hypervisor_uri,
     module_host,
@@ -96,3 +99,89 @@ def test_through_jinja_as_the_roles_call_them():
     assert uri.render(hostvars=hostvars, hv='hv9') == 'qemu+ssh://hv9/system?no_tty=1'  # not in the inventory
     where = env.from_string("{{ hv | kvm.snapshots.module_host(mode, uri, 'web1') }}")
     assert where.render(hv='hv1', mode='uri', uri='qemu+ssh://root@10.0.0.5/system') == 'localhost'
+
+
+def _member(host, module_host='hv1', **more):
+    return dict({'application': 'shop', 'host': host, 'module_host': module_host,
+                 'member': {'domain': host, 'uri': 'qemu:///system'}}, **more)
+
+
+# hostvars as a play has them: a fact on the members, another application, a host that failed before noting itself
+_HOSTVARS = {
+    'web1': {'_m': _member('web1', target='pre-change-1')},
+    'cache1': {'_m': dict(_member('cache1'), application='cache')},
+    'broken': {'other': 1},
+    'db1': {'_m': _member('db1', target='pre-change-2')},
+    'web2': {'_m': _member('web2', target='pre-change-1')},
+}
+
+
+def test_application_members_in_batch_order():
+    batch = ['db1', 'cache1', 'broken', 'web1', 'web2']
+    assert [m['host'] for m in application_members(batch, _HOSTVARS, '_m', 'shop')] == ['db1', 'web1', 'web2']
+    assert [m['host'] for m in application_members(batch, _HOSTVARS, '_m', 'cache')] == ['cache1']
+    # only those with the snapshot to delete
+    assert [m['host'] for m in application_members(batch, _HOSTVARS, '_m', 'shop', target='pre-change-1')] == [
+        'web1', 'web2']
+    # a host of the batch missing from hostvars (not in the inventory) is no member, and the batch's other hosts are
+    assert application_members(['ghost', 'web1'], _HOSTVARS, '_m', 'shop')[0]['host'] == 'web1'
+    assert application_members(batch, _HOSTVARS, '_m', 'none') == []
+
+
+@pytest.mark.parametrize('batch, hostvars', [('web1', _HOSTVARS), (['web1'], ['web1'])])
+def test_application_members_refuses_what_is_not_a_batch(batch, hostvars):
+    with pytest.raises(AnsibleFilterError, match='batch'):
+        application_members(batch, hostvars, '_m', 'shop')
+
+
+def test_application_refusal_when_one_run_serves_the_members():
+    for action, key in (('take', 'name'), ('revert', 'target'), ('delete', 'target')):
+        members = [_member('web1', **{key: 's1'}), _member('db1', **{key: 's1'})]
+        assert application_refusal(members, 'shop', action) == ''
+
+
+@pytest.mark.parametrize('action, done, outcome', [
+    ('take', 'Their group snapshot is taken', 'changed'),
+    ('revert', 'Their group is reverted', 'changed'),
+    ('delete', 'Their group snapshot is deleted', 'deleted'),
+])
+def test_application_refusal_of_members_on_two_hypervisors(action, done, outcome):
+    key = 'name' if action == 'take' else 'target'
+    members = [_member('web1', 'hv1', **{key: 's1'}), _member('db1', 'hv2', **{key: 's1'})]
+    said = application_refusal(members, 'shop', action)
+    assert said.startswith('The members of application shop (web1, db1) are reached from hv1 and hv2. ' + done)
+    assert 'set kvm_connection_mode=uri for the application' in said
+    assert said.endswith(f'Nothing was {outcome}.')
+
+
+def test_application_refusal_of_two_change_ids():
+    members = [_member('web1', name='pre-change-a'), _member('db1', name='pre-change-b')]
+    said = application_refusal(members, 'shop', 'take')
+    assert ('are reached from hv1 and would get different snapshot names (pre-change-a, pre-change-b): give them one'
+            ' change id.') in said
+
+
+@pytest.mark.parametrize('targets, listed', [(['', ''], 'none'), (['s1', ''], 's1'), (['s1', 's2'], 's1, s2')])
+def test_application_refusal_of_a_revert_without_one_snapshot(targets, listed):
+    members = [_member('web1', target=targets[0]), _member('db1', 'hv2', target=targets[1])]
+    said = application_refusal(members, 'shop', 'revert')
+    assert said == (f'The members of application shop (web1, db1) have no snapshot to go back to, or not the same one'
+                    f' ({listed}): name it with rollback_change_id (kvm_change_id) or rollback_snapshot. Nothing was'
+                    ' changed.')
+
+
+@pytest.mark.parametrize('members, action', [([], 'take'), ([_member('web1', name='s')], 'snapshot'), ('x', 'take')])
+def test_application_refusal_refuses_bad_input(members, action):
+    with pytest.raises(AnsibleFilterError, match='take, revert or delete'):
+        application_refusal(members, 'shop', action)
+
+
+def test_application_filters_through_jinja():
+    env = jinja2.Environment()
+    env.filters.update({f'kvm.snapshots.{name}': f for name, f in FilterModule().filters().items()})
+    found = env.from_string("{{ batch | kvm.snapshots.application_members(hostvars, '_m', app, target=t)"
+                            " | kvm.snapshots.application_refusal(app, 'delete') }}")
+    assert found.render(batch=['web1', 'web2'], hostvars=_HOSTVARS, app='shop', t='pre-change-1') == ''
+    hostvars = dict(_HOSTVARS, web2={'_m': _member('web2', 'hv2', target='pre-change-1')})
+    assert 'are reached from hv1 and hv2' in found.render(batch=['web1', 'web2'], hostvars=hostvars, app='shop',
+                                                          t='pre-change-1')
