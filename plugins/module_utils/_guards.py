@@ -208,19 +208,19 @@ def check_revert_possible(dom: t.Any, target: dict[str, t.Any]) -> None:
 MEMORY_SNAPSHOT_MARGIN = 64 << 20
 
 
-def check_free_space(dom: t.Any, disks: list[dict[str, t.Any]] | None = None) -> None:
+def check_free_space(dom: t.Any, disks: list[dict[str, t.Any]] | None = None, memory_kib: int | None = None) -> None:
     """Refuse a snapshot with memory that may not fit on the file system of the image that would hold it.
 
     A memory snapshot that runs out of space fails, and what QEMU wrote of the memory until then
     stays allocated in the image: the file system is full afterwards, and QEMU pauses the guest at
     its next write that needs room. Call only when the disks are this machine's files (local URI).
-    ``disks``: as domain_disks, when already read.
+    ``disks``: as domain_disks, when already read; ``memory_kib``: the guest's current memory (dom.info), when read.
     """
     disk = memory_disk(dom, disks)
     free = free_bytes(disk['file']) if disk else None
     if disk is None or free is None:
         return
-    memory = dom.info()[2] * 1024  # the guest's current memory, KiB
+    memory = (dom.info()[2] if memory_kib is None else memory_kib) * 1024  # the guest's current memory, KiB
     needed = memory + MEMORY_SNAPSHOT_MARGIN
     if free < needed:
         raise SnapshotError(

@@ -19,7 +19,7 @@ import os
 import typing as t
 import xml.etree.ElementTree as ET
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._domain import domain_disks, domain_state
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import DOMAIN_STATES, domain_disks, domain_state
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_free_space,
     check_monitor_name,
@@ -87,15 +87,13 @@ def memory_path(disks: list[dict[str, t.Any]], snapshot: str) -> str | None:
     return None
 
 
-def names_by_location(dom: t.Any) -> tuple[list[str], list[str]]:
-    """The names of the internal and of the external snapshots of ``dom`` (two calls, no XML read)."""
+def names_at(dom: t.Any, location: str) -> list[str]:
+    """The names of the ``location`` ('internal' or 'external') snapshots of ``dom`` (one call, no XML read)."""
     try:
-        return (sorted(s.getName() for s in dom.listAllSnapshots(LIST_INTERNAL)),
-                sorted(s.getName() for s in dom.listAllSnapshots(LIST_EXTERNAL)))
-    except LibvirtError:  # drivers without these filters (the test driver): read every snapshot
-        snapshots = list_snapshots(dom)
-        return (sorted(s['name'] for s in snapshots if s['location'] == 'internal'),
-                sorted(s['name'] for s in snapshots if s['location'] == 'external'))
+        return sorted(s.getName() for s in dom.listAllSnapshots(LIST_INTERNAL if location == 'internal'
+                                                                 else LIST_EXTERNAL))
+    except LibvirtError:  # drivers without these filters: read every snapshot
+        return sorted(s['name'] for s in list_snapshots(dom) if s['location'] == location)
 
 
 class Plan(t.NamedTuple):
@@ -121,8 +119,23 @@ class KindPlanner:
         self.running = state in ('running', 'paused')
         self.version = version
         self.firmware = firmware(xml)
-        self.internal_snapshots, self.external_snapshots = names_by_location(dom)
         self.local = local
+        self._names: dict[str, list[str]] = {}
+
+    # Each list is read when a rule needs it, once: an internal snapshot that can be made asks only whether there
+    # are external ones, an external one only whether there are internal ones (one libvirt call a new snapshot)
+
+    @property
+    def internal_snapshots(self) -> list[str]:
+        if 'internal' not in self._names:
+            self._names['internal'] = names_at(self.dom, 'internal')
+        return self._names['internal']
+
+    @property
+    def external_snapshots(self) -> list[str]:
+        if 'external' not in self._names:
+            self._names['external'] = names_at(self.dom, 'external')
+        return self._names['external']
 
     # Why each kind cannot be made (None: it can)
 
@@ -245,14 +258,15 @@ class KindPlanner:
 
 
 def plan_new_snapshot(dom: t.Any, xml: str, disks: list[dict[str, t.Any]], state: str, name: str, location: str,
-                      disk_only: bool, version: int, local: bool) -> Plan:
+                      disk_only: bool, version: int, local: bool, memory_kib: int | None = None) -> Plan:
     """The plan for new snapshot ``name`` of ``dom`` (its XML, disks and state as read by the caller), after every
-    check that refuses it before anything is made: the kind, the name QEMU would get, the room for its memory."""
+    check that refuses it before anything is made: the kind, the name QEMU would get, the room for its memory
+    (``memory_kib``: the guest's current memory, when the caller has read it)."""
     plan = KindPlanner(dom, xml, disks, state, version, local).plan(name, location, disk_only)
     if state in ('running', 'paused') and plan.location == 'internal':
         check_monitor_name(dom, name)
     if local and plan.memory != 'no':
-        check_free_space(dom, disks)
+        check_free_space(dom, disks, memory_kib)
     return plan
 
 
@@ -268,9 +282,18 @@ def preflight_snapshot(dom: t.Any, name: str, version: int, local: bool, locatio
     """The one preflight of a new snapshot (the snapshot module's, and snapshot_revert's safety snapshot): reads the
     domain once (state, XML, disks), refuses a quiesce that cannot work, then plans it (plan_new_snapshot: the kind,
     the name QEMU would get, the room for its memory). Raises SnapshotError before anything is made."""
-    state = domain_state(dom)
     xml = dom.XMLDesc(0)  # read once for every check
+    # the XML of a domain that runs carries its id; one that does not is shut off (no libvirt call for its state)
+    memory_kib = None
+    if ET.fromstring(xml).get('id') is None:
+        state = 'shutoff'
+    elif local:  # its state and its memory in one call: the room for a snapshot with memory is checked here
+        info = dom.info()
+        state, memory_kib = DOMAIN_STATES.get(info[0], 'unknown'), info[2]
+    else:
+        state = domain_state(dom)
     disks = domain_disks(dom, xml)
     if quiesce:
         check_quiesce(dom, state, xml)
-    return Preflight(plan_new_snapshot(dom, xml, disks, state, name, location, disk_only, version, local), state, disks)
+    return Preflight(plan_new_snapshot(dom, xml, disks, state, name, location, disk_only, version, local, memory_kib),
+                     state, disks)

@@ -300,7 +300,9 @@ class SnapshotManager:
             predicted = self._predict(dom, plan, state)
             return DomainResult(True, {'snapshot': predicted, 'kind': kind}, summary(None),
                                 dict(summary(predicted), reason=plan.reason), plan.warnings)
-        resumed = resume_interrupted(dom, self.params['busy_timeout'])
+        # only a paused domain can have been left so by an interrupted job (the state just read by the preflight:
+        # no second libvirt call for a domain that runs or is shut off)
+        resumed = resume_interrupted(dom, self.params['busy_timeout']) if state == 'paused' else None
         with job_slot(self.client, f'Snapshot "{self.name}" of domain "{dom.name()}"'):
             facts, made = create_snapshot(dom, self.name, self.description, plan, self.params['quiesce'],
                                           is_local_uri(self.client.uri), self.params['busy_timeout'], disks)

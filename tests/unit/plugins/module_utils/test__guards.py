@@ -84,6 +84,18 @@ def test_memory_snapshot_refused_without_room(monkeypatch, tmp_path):
     assert raised.value.details == {'domain': 'web1', 'needed': 1088 << 20, 'free': 500 << 20}
 
 
+class _InfoRead(DiskDomain):
+    def info(self):
+        raise AssertionError('the memory was read already')
+
+
+def test_memory_snapshot_refused_without_room_by_the_memory_read_before(monkeypatch, tmp_path):
+    monkeypatch.setattr(sto.os, 'statvfs', statvfs_with(500 << 20))
+    with pytest.raises(SnapshotError, match='needs up to 1088 MiB'):
+        g.check_free_space(_InfoRead(tmp_path / 'web1.qcow2'), memory_kib=1024 << 10)
+    g.check_free_space(_InfoRead(tmp_path / 'web1.qcow2'), memory_kib=256 << 10)  # 320 MiB fit
+
+
 def test_memory_snapshot_with_room(monkeypatch, tmp_path):
     monkeypatch.setattr(sto.os, 'statvfs', statvfs_with(1088 << 20))
     g.check_free_space(DiskDomain(tmp_path / 'web1.qcow2', memory_mib=1024))

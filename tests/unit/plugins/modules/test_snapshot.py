@@ -375,3 +375,80 @@ def test_check_mode_predicts_the_parent_and_a_real_run_reads_no_current_snapshot
     assert made['changed'] is True and made['snapshot']['parent'] == 'first'
     assert proxy.current_reads == 0
     assert made['snapshot'] == run_module(snapshot, args)['snapshot']
+
+
+# The libvirt calls that need the daemon (names and connections are kept by the client)
+_LOCAL_CALLS = frozenset({'name', 'connect', 'getName', 'getDomain', 'getConnect', 'UUID', 'UUIDString'})
+
+
+class _Counting:
+    """A real libvirt object (connection, domain, snapshot) that counts the calls made through it, by kind and
+    method; the domains and snapshots it hands out count into the same tally."""
+
+    def __init__(self, obj, kind, tally):
+        self._obj, self._kind, self._tally = obj, kind, tally
+
+    def __getattr__(self, attr):
+        value = getattr(self._obj, attr)
+        if not callable(value) or attr in _LOCAL_CALLS:
+            return value
+
+        def call(*args):
+            self._tally[f'{self._kind}.{attr}'] = self._tally.get(f'{self._kind}.{attr}', 0) + 1
+            return self._wrap(value(*args))
+        return call
+
+    def _wrap(self, value):
+        if isinstance(value, list):
+            return [self._wrap(item) for item in value]
+        for cls, kind in ((libvirt.virDomain, 'dom'), (libvirt.virDomainSnapshot, 'snap')):
+            if isinstance(value, cls):
+                return _Counting(value, kind, self._tally)
+        return value
+
+
+def test_libvirt_calls_of_a_batch_create_and_delete_per_domain(run_module, make_domain, add_snapshot, monkeypatch):
+    """What a batch costs per domain in libvirt calls, pinned: a new snapshot reads the domain's XML (its state too
+    when it runs, with its memory on a local URI: the XML of a shut-off domain has no id), looks for snapshots of the other kind once (an internal
+    one asks only whether there are external ones), takes it and reads it back; a deletion reads the facts it
+    reports (XML, current, children) and deletes the object it looked up. Every check and result stays as tested
+    above; a new libvirt call a domain must show here."""
+    tally = {}
+    opened = _libvirt.AnsibleLibvirtModule._open
+    monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, '_open', lambda self: _Counting(opened(self), 'conn', tally))
+    doms = {state: [make_domain(state, prefix=f'count{state}') for _ in range(3)]
+            for state in ('shutoff', 'running', 'paused')}
+    add_snapshot(doms['shutoff'][0], 'older', 100)  # a domain with snapshots costs the same
+
+    def per_domain(state, args):
+        tally.clear()
+        result = run_module(snapshot, dict(args, domains=[d.name() for d in doms[state]], parallel=2))
+        assert [r['failed'] for r in result['results']] == [False] * 3
+        once = {key: tally.pop(key) for key in ('conn.getLibVersion', 'conn.close') if key in tally}
+        assert set(once.values()) <= {1}  # per run, not per domain
+        assert all(count % 3 == 0 for count in tally.values()), tally
+        return result, {key: count // 3 for key, count in sorted(tally.items())}
+
+    found = {'conn.lookupByName': 1, 'dom.snapshotLookupByName': 1}
+    create = dict(found, **{'dom.XMLDesc': 1, 'dom.listAllSnapshots': 1, 'dom.snapshotCreateXML': 1,
+                            'snap.getXMLDesc': 1})
+    made, calls = per_domain('shutoff', {'name': 'nightly'})
+    assert [r['changed'] for r in made['results']] == [True] * 3
+    assert calls == create  # 6 (was 9: the state twice, both kinds' lists)
+    # test:/// is a local URI: the state of a running domain comes with its memory (dom.info), which the room for
+    # a snapshot with memory is checked against
+    assert per_domain('running', {'name': 'nightly'})[1] == dict(create, **{'dom.info': 1})  # 7 (was 10)
+    # a paused domain is read once more: one left paused by an interrupted job would be resumed
+    assert per_domain('paused', {'name': 'nightly'})[1] == dict(create, **{'dom.info': 1, 'dom.state': 1})
+
+    # a no-op asks whether a job still takes the snapshot, and reads its facts
+    again, calls = per_domain('shutoff', {'name': 'nightly'})
+    assert [r['changed'] for r in again['results']] == [False] * 3
+    assert calls == dict(found, **{'dom.controlInfo': 1, 'snap.getXMLDesc': 1, 'snap.isCurrent': 1,
+                                   'snap.listAllChildren': 1})
+
+    gone, calls = per_domain('shutoff', {'name': 'nightly', 'state': 'absent'})
+    assert [r['deleted'] for r in gone['results']] == [['nightly']] * 3
+    assert calls == dict(found, **{'snap.getXMLDesc': 1, 'snap.isCurrent': 1, 'snap.listAllChildren': 1,
+                                   'snap.delete': 1})  # 6
+    assert [snapshot_names(d) for d in doms['shutoff']] == [['older'], [], []]
