@@ -4,10 +4,11 @@
 """The batched snapshot phase of guarded_change.yml (pre_change_batch): one module run per hypervisor.
 
 Four shut-off blank domains are the guests of two inventory hypervisors, hva and hvb (both this machine, local
-connection: two groups to the role, as two real hypervisors would be). A callback plugin written by the test records
-every module run Ansible makes (the task's module, the host it ran for, the host it was delegated to, skipped or not),
-so the test counts the runs of each module, independently of the play's own output. Results are checked with virsh.
-No guest boots.
+connection: two groups to the role, as two real hypervisors would be), and a fifth on hva whose options are wrong. A
+callback plugin written by the test records every task result Ansible makes (the task's module, the host it ran for,
+the host it was delegated to, skipped or not, changed or not, the stats a task sets), so the test counts the runs of
+each module, independently of the play's own output. The facts go to a jsonfile fact cache, which the test reads.
+Results are checked with virsh. No guest boots.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class CallbackModule(CallbackBase):
         role = task._role.get_name(include_role_fqcn=False) if task._role else None
         row = {'action': task.action, 'name': task.name, 'role': role, 'host': result._host.get_name(),
                'delegate_to': task.delegate_to, 'delegated_host': delegated, 'status': status,
-               'domains': (result._result.get('invocation') or {}).get('module_args', {}).get('domains')}
+               'domains': (result._result.get('invocation') or {}).get('module_args', {}).get('domains'),
+               'changed': bool(result._result.get('changed')), 'stats': result._result.get('ansible_stats')}
         with open(os.environ['RECORD_RUNS_FILE'], 'a', encoding='utf-8') as out:
             out.write(json.dumps(row) + '\\n')
 
@@ -78,8 +80,38 @@ def recorder(ansible_env: dict[str, str], tmp_path: pathlib.Path) -> tuple[dict[
     (plugins / 'record_runs.py').write_text(RECORDER)
     runs = tmp_path / 'runs.jsonl'
     env = dict(ansible_env, ANSIBLE_CALLBACK_PLUGINS=str(plugins), ANSIBLE_CALLBACKS_ENABLED='record_runs',
-               RECORD_RUNS_FILE=str(runs))
+               RECORD_RUNS_FILE=str(runs), ANSIBLE_CACHE_PLUGIN='jsonfile',
+               ANSIBLE_CACHE_PLUGIN_CONNECTION=str(tmp_path / 'facts'), ANSIBLE_CACHE_PLUGIN_PREFIX='facts_')
     return env, runs
+
+
+def task_results(path: pathlib.Path, name: str) -> dict[str, dict[str, t.Any]]:
+    """{host: its result row} of the task ``name``."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r['host']: r for r in rows if r['name'] == name}
+
+
+def cached_facts(tmp_path: pathlib.Path, hosts: t.Iterable[str]) -> dict[str, dict[str, t.Any]]:
+    """{host: its facts} of those of ``hosts`` that are in the jsonfile fact cache of the recorder fixture (a file
+    each, named ``facts_`` + a marker of the cache's format + ``_<host>``)."""
+    files = list((tmp_path / 'facts').iterdir())
+    found = {host: [path for path in files if path.name.startswith('facts_') and path.name.endswith('_' + host)]
+             for host in hosts}
+    return {host: plain(json.loads(paths[0].read_text())) for host, paths in found.items() if len(paths) == 1}
+
+
+def plain(value: t.Any) -> t.Any:
+    """A cached value as plain JSON data: ansible-core 2.19 keeps the facts as a JSON document in ``__payload__``,
+    each value tagged (``{"value": ..., "tags": ..., "__ansible_type": ...}``); 2.16 as they are."""
+    if isinstance(value, dict):
+        if '__payload__' in value:
+            return plain(json.loads(value['__payload__']))
+        if '__ansible_type' in value and 'value' in value:
+            return plain(value['value'])
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
 
 
 def module_runs(path: pathlib.Path, action: str) -> list[dict[str, t.Any]]:
@@ -102,27 +134,51 @@ def test_one_module_run_per_hypervisor_and_each_guest_fails_alone(lab, run_playb
     """Batch of four guests on two hypervisors: the read, the preflight and the snapshot run once per hypervisor.
 
     b2's disk image is gone (libvirt still lists the domain): its read and preflight pass, its snapshot fails in
-    hvb's batch run, and b2 alone fails, with its own message; b1 of the same run goes on. a2's change fails:
-    a2 is rolled back to its own pre-change snapshot (the fact the rollback role reads). The others are cleaned up.
+    hvb's batch run, and b2 alone fails, with its own message; b1 of the same run goes on. a3's pre_change_disk_only
+    is wrong: it is left out of hva's runs and fails alone with its message. a2's change fails: a2 is rolled back to
+    its own pre-change snapshot (the fact the rollback role reads). The others are cleaned up.
+
+    Each guest that went on has its own pre_change_snapshot fact (its own domain), set for the whole batch by one
+    task (delegate_facts): in the play (the stats each guest records from it) and in the fact cache; each guest's
+    recap counts its own new snapshot (the per-guest check reports it changed).
     """
     env, runs = recorder
-    domains = {guest: lab.blank_domain(f'bp-{guest}', state='shutoff') for guest in GUESTS}
+    domains = {guest: lab.blank_domain(f'bp-{guest}', state='shutoff') for guest in [*GUESTS, 'a3']}
     try:
         disk = lab.disk_paths(domains['b2'])[0]
         pathlib.Path(disk).unlink()
-        inventory = write_inventory(tmp_path / 'fleet.yml', {
-            guest: {'kvm_domain': dom, 'kvm_hypervisor': GUESTS[guest]} for guest, dom in domains.items()})
+        guests = {guest: {'kvm_domain': domains[guest], 'kvm_hypervisor': hv} for guest, hv in GUESTS.items()}
+        guests['a3'] = {'kvm_domain': domains['a3'], 'kvm_hypervisor': 'hva', 'pre_change_disk_only': 'sometimes'}
+        inventory = write_inventory(tmp_path / 'fleet.yml', guests)
         (tmp_path / 'change.yml').write_text(CHANGE)
         result = run_playbook(PLAYBOOKS / 'guarded_change.yml', inventory=inventory, env=env, expect_rc=2,
                               extra_vars={'kvm_change_tasks': str(tmp_path / 'change.yml'), 'kvm_change_id': 'bp1',
-                                          'kvm_serial': ['100%'], 'kvm_max_fail_percentage': 50,
+                                          'kvm_serial': ['100%'], 'kvm_max_fail_percentage': 75,
                                           'batch_break': 'a2'})
         recap = result.recap()
 
-        # per-guest accounting: b2 (snapshot) and a2 (change, rolled back) failed, each alone
-        assert {h for h, r in recap.items() if r['failed']} == {'a2', 'b2'}, recap
+        # per-guest accounting: b2 (snapshot), a3 (options) and a2 (change, rolled back) failed, each alone
+        assert {h for h, r in recap.items() if r['failed']} == {'a2', 'a3', 'b2'}, recap
+        check = task_results(runs, 'Fail when the domain cannot be read or its pre-change snapshot cannot be taken')
+        assert {h: (r['status'], r['changed']) for h, r in check.items()} == {
+            'a1': ('ok', True), 'a2': ('ok', True), 'b1': ('ok', True), 'b2': ('failed', False),
+            'a3': ('failed', False)}, check
         assert 'The pre-change snapshot pre-change-bp1 of b2 was not taken' in result.stdout, result
         assert f'Domain "{domains["b2"]}"' in result.stdout or domains['b2'] in result.stdout, result
+        assert 'pre_change_disk_only ("sometimes") and pre_change_quiesce ("auto") must each be auto, true or false.' \
+            ' Nothing was changed.' in result.stdout, result
+
+        # each guest that went on has its own fact: in the play (the stats it records from it) and in the cache
+        stats = task_results(runs, "Record the result of the guest for the job's stats")
+        assert sorted(stats) == ['a1', 'a2', 'b1'], stats
+        facts = cached_facts(tmp_path, [*GUESTS, 'a3'])
+        for guest in ('a1', 'a2', 'b1'):
+            own = stats[guest]['stats']['data']['kvm_guarded_change'][guest]
+            assert (own['domain'], own['snapshot'], own['taken']) == (domains[guest], 'pre-change-bp1', True), own
+            cached = facts[guest]['pre_change_snapshot']
+            assert (cached['domain'], cached['name'], cached['hypervisor'], cached['taken_now']) == \
+                (domains[guest], 'pre-change-bp1', GUESTS[guest], True), cached
+        assert 'pre_change_snapshot' not in facts.get('b2', {}) and 'pre_change_snapshot' not in facts.get('a3', {})
 
         # one run of each module per hypervisor, delegated to it, with the domains of its guests
         for action in ('kvm.snapshots.snapshot_info', 'kvm.snapshots.snapshot'):
@@ -151,6 +207,7 @@ def test_one_module_run_per_hypervisor_and_each_guest_fails_alone(lab, run_playb
         # state); b2 has none; the others were cleaned up
         assert 'pre-change-bp1' in snapshot_names(lab, domains['a2']), snapshot_names(lab, domains['a2'])
         assert snapshot_names(lab, domains["b2"]) == set()
+        assert snapshot_names(lab, domains['a3']) == set()
         for guest in ('a1', 'b1'):
             assert snapshot_names(lab, domains[guest]) == set(), guest
         assert 'rolled back to pre-change-bp1' in result.stdout, result
