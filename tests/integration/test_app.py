@@ -20,6 +20,14 @@ from test_modules_common import current_snapshot, snapshot_names
 from test_roles import FLEET, PLAYBOOKS, write_inventory
 
 
+def task_output(stdout: str, task: str) -> str:
+    """What ansible-playbook printed for the task (its lines up to the next task)."""
+    start = stdout.find(f'TASK [{task}]')
+    assert start >= 0, f'task {task} did not run'
+    end = stdout.find('\nTASK [', start + 1)
+    return stdout[start:end if end >= 0 else len(stdout)]
+
+
 def test_application_rolled_back_together_batched_and_cleaned_up(lab: t.Any, run_playbook: t.Any, tmp_path: t.Any):
     """The inventory lists c1, web1, solo, db1, c2: c1 and c2 are application cache, web1 and db1 application shop,
     solo has none. The batches are cache, then shop, then solo: each application whole, its guests adjacent, the
@@ -32,12 +40,16 @@ def test_application_rolled_back_together_batched_and_cleaned_up(lab: t.Any, run
     """
     c1, web, solo, db, c2 = (lab.blank_domain(n, state='running') for n in ('appc1', 'appweb', 'appsolo', 'appdb',
                                                                             'appc2'))
-    shop = {'kvm_application': 'shop', 'kvm_application_order': [db]}
+    # each member's check after the group revert leaves a mark; the blank domains have an agent channel but no agent,
+    # so the wait and the check go through the guest's connection (local here)
+    shop = {'kvm_application': 'shop', 'kvm_application_order': [db], 'rollback_wait_for': 'connection'}
+    checked = {host: tmp_path / f'checked-{host}' for host in ('web1', 'db1')}
     inventory = write_inventory(tmp_path / 'apps.yml', {
         'c1': {'kvm_domain': c1, 'kvm_application': 'cache'},
-        'web1': dict(shop, kvm_domain=web, kvm_change_fails=True),
+        'web1': dict(shop, kvm_domain=web, kvm_change_fails=True,
+                     rollback_check_command=['/usr/bin/touch', str(checked['web1'])]),
         'solo': {'kvm_domain': solo},
-        'db1': dict(shop, kvm_domain=db),
+        'db1': dict(shop, kvm_domain=db, rollback_check_command=['/usr/bin/touch', str(checked['db1'])]),
         'c2': {'kvm_domain': c2, 'kvm_application': 'cache'},
     })
     log = tmp_path / 'batches.log'
@@ -51,6 +63,12 @@ def test_application_rolled_back_together_batched_and_cleaned_up(lab: t.Any, run
     assert 'pre-change-app1 is the group snapshot of application cache (c1, c2), taken now' in result.stdout, result
     assert 'TASK [kvm.snapshots.cleanup : Delete the group snapshot from every member, on the leader]' in result.stdout
 
+    # after the group revert, each member was checked as a guest alone: power state, current and safety snapshot,
+    # then its own check command
+    for host in ('web1', 'db1'):
+        assert f'ok: [{host}]' in task_output(result.stdout, 'kvm.snapshots.rollback : Check the power state and the '
+                                                             'current snapshot'), result
+        assert checked[host].exists(), host
     for dom in (db, web):
         assert lab.state(dom) == 'running', dom  # the change shut both off; the group revert brought both back
         assert current_snapshot(lab, dom) == 'pre-change-app1', dom
