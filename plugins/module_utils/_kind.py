@@ -89,9 +89,9 @@ def memory_path(disks: list[dict[str, t.Any]], snapshot: str) -> str | None:
 
 def names_at(dom: t.Any, location: str) -> list[str]:
     """The names of the ``location`` ('internal' or 'external') snapshots of ``dom`` (one call, no XML read)."""
+    flags = LIST_INTERNAL if location == 'internal' else LIST_EXTERNAL
     try:
-        return sorted(s.getName() for s in dom.listAllSnapshots(LIST_INTERNAL if location == 'internal'
-                                                                 else LIST_EXTERNAL))
+        return sorted(s.getName() for s in dom.listAllSnapshots(flags))
     except LibvirtError:  # drivers without these filters: read every snapshot
         return sorted(s['name'] for s in list_snapshots(dom) if s['location'] == location)
 

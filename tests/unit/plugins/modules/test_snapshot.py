@@ -416,7 +416,7 @@ def test_libvirt_calls_of_a_batch_create_and_delete_per_domain(run_module, make_
     tally = {}
     opened = _libvirt.AnsibleLibvirtModule._open
     monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, '_open', lambda self: _Counting(opened(self), 'conn', tally))
-    doms = {state: [make_domain(state, prefix=f'count{state}') for _ in range(3)]
+    doms = {state: [make_domain(state, prefix=f'count{state}') for _index in range(3)]
             for state in ('shutoff', 'running', 'paused')}
     add_snapshot(doms['shutoff'][0], 'older', 100)  # a domain with snapshots costs the same
 
