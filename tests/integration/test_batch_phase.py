@@ -158,7 +158,7 @@ def test_one_module_run_per_hypervisor_and_each_guest_fails_alone(lab, run_playb
         recap = result.recap()
 
         # per-guest accounting: b2 (snapshot), a3 (options) and a2 (change, rolled back) failed, each alone
-        assert {h for h, r in recap.items() if r['failed']} == {'a2', 'a3', 'b2'}, recap
+        assert {h for h, r in recap.items() if r['failed']} == {'a2', 'a3', 'b2'}, result
         check = task_results(runs, 'Fail when the domain cannot be read or its pre-change snapshot cannot be taken')
         assert {h: (r['status'], r['changed']) for h, r in check.items()} == {
             'a1': ('ok', True), 'a2': ('ok', True), 'b1': ('ok', True), 'b2': ('failed', False),
