@@ -584,6 +584,8 @@ class AnsibleLibvirtModule:
         self.diff_mode = self.module._diff
         self._conn: t.Any = None
         self._libvirt_version: int | None = None
+        # the connection and the version are made once, also when a batch's threads ask for them at the same time
+        self._once = threading.RLock()
         out_of_range = option_range_problem(self.params)
         if out_of_range:
             self.module.fail_json(msg=out_of_range)
@@ -614,15 +616,17 @@ class AnsibleLibvirtModule:
     @property
     def libvirt_version(self) -> int:
         """The libvirt version of the daemon (as getLibVersion gives it; version_text makes X.Y.Z), read once."""
-        if self._libvirt_version is None:
-            self._libvirt_version = self.conn.getLibVersion()
+        with self._once:
+            if self._libvirt_version is None:
+                self._libvirt_version = self.conn.getLibVersion()
         return self._libvirt_version
 
     @property
     def conn(self) -> t.Any:
         """The libvirt connection, opened on first use."""
-        if self._conn is None:
-            self._conn = self._open()
+        with self._once:
+            if self._conn is None:
+                self._conn = self._open()
         return self._conn
 
     def _open(self) -> t.Any:
