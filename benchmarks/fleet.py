@@ -257,6 +257,10 @@ class Fleet:
                                    f'@{vars_file}'], env)
         if ' failed=0 ' not in out or any(f' failed={n}' in out for n in range(1, 10)):
             raise BenchError(f'{playbook} reported failures:\n{out[-4000:]}')
+        if self.args.keep_timings:  # the callback's task timings, for a closer look at where the time goes
+            keep = pathlib.Path(self.args.keep_timings)
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(phases, keep / f'{self.stack.name}-{self._runs}-{pathlib.Path(playbook).stem}.json')
         return seconds, dict(json.loads(phases.read_text()), started=started)
 
     @staticmethod
@@ -440,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-virsh', action='store_true',
                         help='leave out the virsh loop (at 1,000 domains it takes minutes a step)')
     parser.add_argument('--no-save', action='store_true', help='print only; write no results file')
+    parser.add_argument('--keep-timings', metavar='DIR',
+                        help="keep each playbook run's task timings (the callback's JSON) in DIR")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error('the lab needs root')
