@@ -39,15 +39,26 @@ def domain_state(dom: t.Any) -> str:
 AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 
 
-def has_agent_channel(dom: t.Any, xml: str | None = None) -> bool:
-    """Whether the domain has the virtio channel qemu-guest-agent talks through (``xml``: its XML, if read)."""
-    targets = ET.fromstring(xml or dom.XMLDesc(0)).findall('devices/channel/target')
+def domain_root(dom: t.Any, xml: str | ET.Element | None = None) -> ET.Element:
+    """The domain's XML as a tree: ``xml`` itself when the caller has parsed it already, else parsed from ``xml``
+    (its XML, if read) or from the domain's XML read now. A caller that reads several things of one domain parses
+    its XML once and hands the tree on."""
+    if isinstance(xml, ET.Element):
+        return xml
+    return ET.fromstring(xml or dom.XMLDesc(0))
+
+
+def has_agent_channel(dom: t.Any, xml: str | ET.Element | None = None) -> bool:
+    """Whether the domain has the virtio channel qemu-guest-agent talks through (``xml``: its XML or its tree, if
+    read)."""
+    targets = domain_root(dom, xml).findall('devices/channel/target')
     return any(target.get('name') == AGENT_CHANNEL for target in targets)
 
 
-def domain_disks(dom: t.Any, xml: str | None = None) -> list[dict[str, t.Any]]:
-    """The disks of a domain that a snapshot would cover: target, format, file (``xml``: its XML, if read)."""
-    root = ET.fromstring(xml or dom.XMLDesc(0))
+def domain_disks(dom: t.Any, xml: str | ET.Element | None = None) -> list[dict[str, t.Any]]:
+    """The disks of a domain that a snapshot would cover: target, format, file (``xml``: its XML or its tree, if
+    read)."""
+    root = domain_root(dom, xml)
     disks = []
     for disk in root.findall('devices/disk'):
         if disk.get('device', 'disk') != 'disk' or disk.find('readonly') is not None:

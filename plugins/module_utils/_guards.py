@@ -170,9 +170,9 @@ def check_monitor_name(dom: t.Any, name: str, action: str = 'create') -> None:
     check_monitor_names(dom, [name], 'revert' if action == 'a revert' else action)
 
 
-def check_quiesce(dom: t.Any, state: str, xml: str | None = None) -> None:
+def check_quiesce(dom: t.Any, state: str, xml: t.Any = None) -> None:
     """Refuse quiesce where qemu-guest-agent cannot freeze the file systems: a guest that does not run, or a domain
-    without the agent's channel (``xml``: the domain's XML, if read)."""
+    without the agent's channel (``xml``: the domain's XML or its tree, if read)."""
     if state != 'running':
         raise SnapshotError(f'Domain "{dom.name()}" is {state}; quiesce needs a running guest '
                             'with qemu-guest-agent.', domain=dom.name())

@@ -44,13 +44,14 @@ LOCATIONS = ('auto', 'internal', 'external')
 NAME_MAX = 255  # bytes of one file name on Linux file systems
 
 
-def firmware(xml: str) -> dict[str, t.Any]:
-    """The firmware of a domain from its XML: ``{'firmware': 'efi'|'bios', 'pflash': bool, 'nvram', 'nvram_format'}``.
+def firmware(xml: str | ET.Element) -> dict[str, t.Any]:
+    """The firmware of a domain from its XML (or its parsed tree):
+    ``{'firmware': 'efi'|'bios', 'pflash': bool, 'nvram', 'nvram_format'}``.
 
     UEFI firmware is loaded as pflash (a writable NVRAM beside the read-only code). libvirt makes the NVRAM a raw
     file unless the domain asks for qcow2 (``<nvram format='qcow2'>``, libvirt 10.9 or later).
     """
-    os_node = ET.fromstring(xml).find('os')
+    os_node = (xml if isinstance(xml, ET.Element) else ET.fromstring(xml)).find('os')
     if os_node is None:
         return {'firmware': 'bios', 'pflash': False, 'nvram': None, 'nvram_format': None}
     loader = os_node.find('loader')
@@ -110,7 +111,7 @@ class KindPlanner:
     """Decides the kind of a new snapshot of one domain. Raises SnapshotError, before anything is made, where
     the kind asked for cannot be made, or (for ``auto``) where no snapshot that can be reverted can be made."""
 
-    def __init__(self, dom: t.Any, xml: str, disks: list[dict[str, t.Any]], state: str, version: int,
+    def __init__(self, dom: t.Any, xml: str | ET.Element, disks: list[dict[str, t.Any]], state: str, version: int,
                  local: bool) -> None:
         self.dom = dom
         self.domain = dom.name()
@@ -257,11 +258,11 @@ class KindPlanner:
                             domain=self.domain)
 
 
-def plan_new_snapshot(dom: t.Any, xml: str, disks: list[dict[str, t.Any]], state: str, name: str, location: str,
-                      disk_only: bool, version: int, local: bool, memory_kib: int | None = None) -> Plan:
-    """The plan for new snapshot ``name`` of ``dom`` (its XML, disks and state as read by the caller), after every
-    check that refuses it before anything is made: the kind, the name QEMU would get, the room for its memory
-    (``memory_kib``: the guest's current memory, when the caller has read it)."""
+def plan_new_snapshot(dom: t.Any, xml: str | ET.Element, disks: list[dict[str, t.Any]], state: str, name: str,
+                      location: str, disk_only: bool, version: int, local: bool, memory_kib: int | None = None) -> Plan:
+    """The plan for new snapshot ``name`` of ``dom`` (its XML or its parsed tree, disks and state as read by the
+    caller), after every check that refuses it before anything is made: the kind, the name QEMU would get, the room
+    for its memory (``memory_kib``: the guest's current memory, when the caller has read it)."""
     plan = KindPlanner(dom, xml, disks, state, version, local).plan(name, location, disk_only)
     if state in ('running', 'paused') and plan.location == 'internal':
         check_monitor_name(dom, name)
@@ -282,18 +283,18 @@ def preflight_snapshot(dom: t.Any, name: str, version: int, local: bool, locatio
     """The one preflight of a new snapshot (the snapshot module's, and snapshot_revert's safety snapshot): reads the
     domain once (state, XML, disks), refuses a quiesce that cannot work, then plans it (plan_new_snapshot: the kind,
     the name QEMU would get, the room for its memory). Raises SnapshotError before anything is made."""
-    xml = dom.XMLDesc(0)  # read once for every check
+    root = ET.fromstring(dom.XMLDesc(0))  # read and parsed once for every check
     # the XML of a domain that runs carries its id; one that does not is shut off (no libvirt call for its state)
     memory_kib = None
-    if ET.fromstring(xml).get('id') is None:
+    if root.get('id') is None:
         state = 'shutoff'
     elif local:  # its state and its memory in one call: the room for a snapshot with memory is checked here
         info = dom.info()
         state, memory_kib = DOMAIN_STATES.get(info[0], 'unknown'), info[2]
     else:
         state = domain_state(dom)
-    disks = domain_disks(dom, xml)
+    disks = domain_disks(dom, root)
     if quiesce:
-        check_quiesce(dom, state, xml)
-    return Preflight(plan_new_snapshot(dom, xml, disks, state, name, location, disk_only, version, local, memory_kib),
+        check_quiesce(dom, state, root)
+    return Preflight(plan_new_snapshot(dom, root, disks, state, name, location, disk_only, version, local, memory_kib),
                      state, disks)

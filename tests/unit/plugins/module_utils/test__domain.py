@@ -44,6 +44,15 @@ def test_domain_disks_skips_cdroms(make_domain):
     assert disks[0]['file'] == f'/guest/{dom.name()}.img'
 
 
+def test_domain_root_reads_parses_or_keeps_the_tree(make_domain):
+    dom = make_domain('running', agent=True)
+    xml = dom.XMLDesc(0)
+    tree = d.domain_root(dom, xml)
+    assert d.domain_root(dom, tree) is tree
+    assert d.domain_root(dom).findtext('name') == tree.findtext('name') == dom.name()
+    assert d.has_agent_channel(dom, tree) and d.has_agent_channel(dom, xml) and d.has_agent_channel(dom)
+
+
 # jobs: interrupted, running
 
 class _JobDomain:

@@ -206,6 +206,25 @@ def test_preflight_reads_the_domain_once_and_plans(make_domain):
     assert (disk_only.plan.location, disk_only.plan.memory) == ('external', 'no')
 
 
+def test_preflight_parses_the_domain_xml_once(make_domain, monkeypatch):
+    # its id (the state), the disks, the firmware and the agent channel are read from one tree
+    parsed = []
+    fromstring = k.ET.fromstring
+    monkeypatch.setattr(k.ET, 'fromstring', lambda text, *args: parsed.append(text) or fromstring(text, *args))
+    dom = make_domain('running', agent=True)
+    pre = k.preflight_snapshot(dom, 'pre', V9_9, local=False, disk_only=True, quiesce=True)
+    assert pre.plan.location == 'external'
+    assert parsed == [dom.XMLDesc(0)]
+
+
+def test_firmware_and_disks_from_a_parsed_tree_as_from_the_text(make_domain):
+    dom = make_domain('running', xml=domain_xml(OS_EFI_RAW, disks=('vda', 'vdb')))
+    xml = dom.XMLDesc(0)
+    tree = k.ET.fromstring(xml)
+    assert k.firmware(tree) == k.firmware(xml)
+    assert domain_disks(dom, tree) == domain_disks(dom, xml) == domain_disks(dom)
+
+
 def test_preflight_refuses_a_quiesce_that_cannot_work(make_domain):
     with pytest.raises(SnapshotError, match='is shutoff; quiesce needs a running guest'):
         k.preflight_snapshot(make_domain('shutoff', agent=True), 'pre', V9_9, False, disk_only=True, quiesce=True)
