@@ -15,6 +15,7 @@ domain's failure is recorded in its own result and never stops the others.
 
 from __future__ import annotations
 
+import concurrent.futures
 import fnmatch
 import typing as t
 
@@ -92,9 +93,6 @@ def run_parallel(names: list[str], work: t.Callable[[str], dict[str, t.Any]],
 
     if len(names) <= 1 or parallel <= 1:
         return [guarded(name) for name in names]
-    # imported only here: a run on one domain (each task of a loop over guests) does without it and the logging
-    # package it loads (2 ms of every such run on an idle machine)
-    import concurrent.futures  # pylint: disable=import-outside-toplevel
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(parallel, len(names))) as pool:
         return list(pool.map(guarded, names))
 
