@@ -79,6 +79,14 @@ CHANGE = '''---
 '''
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has been busy since boot, summed over its CPUs (every process: libvirtd, QEMU,
+    qemu-img, sshd, the modules' Pythons, Ansible), from the first line of /proc/stat."""
+    fields = [int(v) for v in pathlib.Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf('SC_CLK_TCK')
+
+
 def log(msg: str) -> None:
     print(f'[fleet {time.strftime("%H:%M:%S")}] {msg}', file=sys.stderr, flush=True)
 
@@ -101,6 +109,7 @@ class Fleet:
         self.sshds: list[t.Any] = []
         self.sshd_of: dict[str, t.Any] = {}  # address -> its sshd
         self.times: dict[tuple[str, str], list[float]] = {}
+        self.cpu: dict[tuple[str, str], list[float]] = {}  # (step, method) -> busy CPU seconds of the machine
         self.split: dict[str, list[dict[str, float]]] = {}  # step -> where each playbook run's time went
         self.phase: dict[str, list[dict[str, float]]] = {}
         self.notes: list[str] = []
@@ -302,7 +311,7 @@ class Fleet:
             for step in STEPS:
                 if step == 'prune':  # the second snapshot, untimed, with the floor's code
                     self.pool_each(doms, lambda d: self.take(d, 'fleet-2'))
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), busy_cpu_seconds()
                 if method == 'floor':
                     self.floor(step, doms)
                     seconds = time.perf_counter() - start
@@ -316,6 +325,7 @@ class Fleet:
                                   'cleanup': {'kvm_snapshot_name': 'fleet-2'}}[step])
                     seconds, phases = self.playbook('hypervisor_snapshots.yml', inventory, extra)
                     self.split.setdefault(step, []).append(self.split_run(seconds, phases))
+                self.cpu.setdefault((step, method), []).append(busy_cpu_seconds() - cpu_start)
                 self.record((step, method), seconds)
                 self.expect(doms, {'snapshot': ['fleet-1'], 'prune': ['fleet-2'], 'cleanup': []}[step],
                             f'{method} {step}')
@@ -388,6 +398,15 @@ class Fleet:
                      for m in self.methods()]
             ratios = ', '.join(f'{p / f:.2f}x' for p, f in zip(self.times[(step, 'playbook')], self.times[(step, 'floor')]))
             lines.append(f'| {step} | ' + ' | '.join(cells) + f' | {ratios} |')
+        if self.cpu:
+            cpus = os.cpu_count() or 1
+            lines += ['', f'| CPU time the machine used during each step (all {cpus} CPUs, every process) | '
+                      + ' | '.join(f'{m}: CPU seconds (wall time at least CPU / {cpus})' for m in self.methods())
+                      + ' | playbook CPU / floor CPU |', '|---|' + '---:|' * (len(self.methods()) + 1)]
+            for step in STEPS:
+                cpu = {m: med(self.cpu[(step, m)]) for m in self.methods()}
+                lines.append(f'| {step} | ' + ' | '.join(f'{cpu[m]:.1f} s ({cpu[m] / cpus:.1f} s)' for m in self.methods())
+                             + f' | {cpu["playbook"] / cpu["floor"]:.2f}x |')
         if self.split:
             lines += ['', '| `hypervisor_snapshots.yml`, where its time goes | ansible-playbook start and end | tasks '
                       'before the module task (checks) | the module task (SSH, module runs on all hypervisors) '
@@ -411,7 +430,8 @@ class Fleet:
                              f'{med([r["hv_task"] for r in rows]):.2f} s) | {ratio} |')
         lines += ['', '<details><summary>Every run</summary>', '']
         for (step, method), values in self.times.items():
-            lines.append(f'- {step}, {method}: ' + ', '.join(f'{v:.2f}' for v in values))
+            lines.append(f'- {step}, {method}: ' + ', '.join(f'{v:.2f}' for v in values)
+                         + ' s; CPU ' + ', '.join(f'{v:.1f}' for v in self.cpu.get((step, method), [])) + ' s')
         for label, rows in self.phase.items():
             for r in rows:
                 lines.append(f'- {label}: phase {r["phase"]:.2f} s, whole {r["whole"]:.2f} s, {r["runs"]} module runs; '
