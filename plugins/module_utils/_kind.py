@@ -19,7 +19,12 @@ import os
 import typing as t
 import xml.etree.ElementTree as ET
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._domain import DOMAIN_STATES, domain_disks, domain_state
+from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
+    DOMAIN_STATES,
+    domain_disks,
+    domain_root,
+    domain_state,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_free_space,
     check_monitor_name,
@@ -51,7 +56,7 @@ def firmware(xml: str | ET.Element) -> dict[str, t.Any]:
     UEFI firmware is loaded as pflash (a writable NVRAM beside the read-only code). libvirt makes the NVRAM a raw
     file unless the domain asks for qcow2 (``<nvram format='qcow2'>``, libvirt 10.9 or later).
     """
-    os_node = (xml if isinstance(xml, ET.Element) else ET.fromstring(xml)).find('os')
+    os_node = domain_root(None, xml).find('os')  # the tree as given, or parsed from the text
     if os_node is None:
         return {'firmware': 'bios', 'pflash': False, 'nvram': None, 'nvram_format': None}
     loader = os_node.find('loader')
