@@ -21,9 +21,17 @@ import xml.etree.ElementTree as ET
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
     SnapshotError,
+    error_code,
     libvirt_errors,
     retry_busy,
 )
+
+try:
+    import libvirt_qemu
+except ImportError:  # comes with libvirt-python; AnsibleLibvirtModule reports a missing binding
+    libvirt_qemu = None
+
+ERR_NO_SUPPORT = 3  # VIR_ERR_NO_SUPPORT: the driver has no such call (the test driver and the agent)
 
 # virDomainState -> the words virsh uses
 DOMAIN_STATES = {
@@ -53,6 +61,24 @@ def has_agent_channel(dom: t.Any, xml: str | ET.Element | None = None) -> bool:
     read)."""
     targets = domain_root(dom, xml).findall('devices/channel/target')
     return any(target.get('name') == AGENT_CHANNEL for target in targets)
+
+
+def ping_agent(dom: t.Any, timeout: int) -> str | None:
+    """Ask the guest agent of ``dom`` for guest-ping: None when it answered within ``timeout`` seconds, else why not.
+    Raises AgentUnsupported where this connection cannot send agent commands at all (the test driver)."""
+    if libvirt_qemu is None:
+        raise AgentUnsupported('libvirt-python has no libvirt_qemu here')
+    try:
+        libvirt_qemu.qemuAgentCommand(dom, '{"execute": "guest-ping"}', timeout, 0)
+    except LibvirtError as exc:
+        if error_code(exc) == ERR_NO_SUPPORT:
+            raise AgentUnsupported(exc.get_error_message()) from None
+        return exc.get_error_message()
+    return None
+
+
+class AgentUnsupported(Exception):
+    """The connection cannot send guest agent commands (a driver without them)."""
 
 
 def domain_disks(dom: t.Any, xml: str | ET.Element | None = None) -> list[dict[str, t.Any]]:

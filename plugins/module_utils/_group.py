@@ -31,8 +31,10 @@ import typing as t
 import uuid
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
+    AgentUnsupported,
     domain_state,
     has_agent_channel,
+    ping_agent,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_monitor_delete,
@@ -48,7 +50,6 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
     SnapshotError,
     describe,
-    error_code,
     is_local_uri,
     redact_uri,
     retry_busy,
@@ -64,18 +65,12 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     snapshot_facts,
 )
 
-try:
-    import libvirt_qemu
-except ImportError:  # comes with libvirt-python; AnsibleLibvirtModule reports a missing binding
-    libvirt_qemu = None
-
 MARKER = '[kvm.snapshots.group] '
 
 FREEZES = ('agent', 'pause')
 FAILURE_POLICIES = ('all_or_none', 'best_effort')
 STATES = ('present', 'absent', 'reverted')
 
-ERR_NO_SUPPORT = 3  # VIR_ERR_NO_SUPPORT: the driver has no such call (the test driver and the agent)
 AGENT_PING_TIMEOUT = 5  # seconds a guest agent has to answer guest-ping before the group is paused instead
 
 GROUP_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
@@ -428,24 +423,21 @@ class GroupManager:
         """Why the guest agent of a running member cannot freeze its file systems; None when it answers."""
         if not has_agent_channel(member.dom):
             return 'has no guest agent channel'
-        if libvirt_qemu is None:
-            return None
         try:
-            libvirt_qemu.qemuAgentCommand(member.dom, '{"execute": "guest-ping"}', AGENT_PING_TIMEOUT, 0)
-        except LibvirtError as exc:
-            if error_code(exc) == ERR_NO_SUPPORT:
-                return None  # a driver without agent commands (the test driver): the freeze itself will tell
-            return f'did not answer guest-ping ({exc.get_error_message()})'
-        return None
+            why = ping_agent(member.dom, AGENT_PING_TIMEOUT)
+        except AgentUnsupported:
+            return None  # a driver without agent commands (the test driver): the freeze itself will tell
+        return None if why is None else f'did not answer guest-ping ({why})'
 
     def _plan(self, mode: str) -> None:
         errors: dict[str, str] = {}
         for member in self.members:
             disk_only = mode == 'agent' and member.state_before == 'running'
             try:
-                member.plan, _state, member.disks = preflight_snapshot(
+                preflight = preflight_snapshot(
                     member.dom, self.name, member.client.libvirt_version, is_local_uri(member.uri),
                     self.params['location'], disk_only)
+                member.plan, member.disks = preflight.plan, preflight.disks
             except SnapshotError as exc:
                 hint = (' (freeze: agent takes disk-only snapshots of running members; freeze: pause takes them '
                         'with memory)') if disk_only else ''
@@ -713,8 +705,9 @@ class GroupManager:
                 if safety_name is not None:
                     if lookup_snapshot(member.dom, safety_name) is not None:
                         raise SnapshotError(f'a snapshot "{safety_name}" exists already')
-                    member.safety_plan, _state, member.disks = preflight_snapshot(
+                    preflight = preflight_snapshot(
                         member.dom, safety_name, member.client.libvirt_version, is_local_uri(member.uri))
+                    member.safety_plan, member.disks = preflight.plan, preflight.disks
                     member.safety = safety_name
             except SnapshotError as exc:
                 errors[member.label] = exc.msg

@@ -230,3 +230,40 @@ def check_free_space(dom: t.Any, disks: list[dict[str, t.Any]] | None = None, me
             'that runs out of space leaves the file system full, and the guest is paused at its next write. '
             'Free space there, or take a disk-only snapshot (disk_only: true).',
             domain=dom.name(), needed=needed, free=free)
+
+
+def check_room(dom: t.Any, snapshot: str, disks: list[dict[str, t.Any]], memory: str, memory_kib: int | None,
+               local: bool, margin_mb: int) -> dict[str, t.Any] | None:
+    """Refuse a new snapshot unless the file system of every file disk it covers has room for what the snapshot
+    writes there plus ``margin_mb`` MiB: the guest's memory and its device state (MEMORY_SNAPSHOT_MARGIN) where the
+    memory goes (memory_disk: the first file disk, whose image or overlay holds it), nothing more for the others
+    (an overlay starts empty, an internal snapshot adds only metadata).
+
+    ``memory``: where the plan puts the memory (internal, external or no); ``memory_kib``: the guest's current
+    memory, when read. Free space is read from this machine's file systems, so only with a ``local`` URI; otherwise
+    returns ``{'files': [...], 'needed_mib': N}``, the files left unchecked and the most any of them needs
+    (None when every file was checked)."""
+    covered = [d for d in disks if d['snapshot'] != 'no' and d['type'] == 'file' and d['file']]
+    if not covered:
+        return None
+    share = 0
+    if memory != 'no':
+        share = (dom.info()[2] if memory_kib is None else memory_kib) * 1024 + MEMORY_SNAPSHOT_MARGIN
+    margin = margin_mb << 20
+    needs = {d['file']: margin + (share if d is covered[0] else 0) for d in covered}
+    unchecked = []
+    short = []
+    for path, needed in needs.items():
+        free = free_bytes(path) if local else None
+        if free is None:
+            unchecked.append(path)
+        elif free < needed:
+            short.append(f'{path} needs {needed >> 20} MiB and has {free >> 20} MiB')
+    if short:
+        raise SnapshotError(
+            f'Not enough free space for snapshot "{snapshot}" of domain "{dom.name()}" (memory {memory}): '
+            f'{"; ".join(short)} (what the snapshot writes there, plus free_space_margin_mb={margin_mb}). '
+            'Nothing was changed. Free some space, or lower the margin.', domain=dom.name())
+    if unchecked:
+        return {'files': unchecked, 'needed_mib': max(needs[p] for p in unchecked) >> 20}
+    return None

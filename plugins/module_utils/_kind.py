@@ -21,14 +21,18 @@ import xml.etree.ElementTree as ET
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
     DOMAIN_STATES,
+    AgentUnsupported,
     domain_disks,
     domain_root,
     domain_state,
+    has_agent_channel,
+    ping_agent,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_free_space,
     check_monitor_name,
     check_quiesce,
+    check_room,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import LibvirtError, SnapshotError, version_text
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
@@ -263,31 +267,48 @@ class KindPlanner:
                             domain=self.domain)
 
 
-def plan_new_snapshot(dom: t.Any, xml: str | ET.Element, disks: list[dict[str, t.Any]], state: str, name: str,
-                      location: str, disk_only: bool, version: int, local: bool, memory_kib: int | None = None) -> Plan:
-    """The plan for new snapshot ``name`` of ``dom`` (its XML or its parsed tree, disks and state as read by the
-    caller), after every check that refuses it before anything is made: the kind, the name QEMU would get, the room
-    for its memory (``memory_kib``: the guest's current memory, when the caller has read it)."""
-    plan = KindPlanner(dom, xml, disks, state, version, local).plan(name, location, disk_only)
-    if state in ('running', 'paused') and plan.location == 'internal':
-        check_monitor_name(dom, name)
-    if local and plan.memory != 'no':
-        check_free_space(dom, disks, memory_kib)
-    return plan
+def choose_disk_only(dom: t.Any, root: ET.Element, state: str, version: int, location: str,
+                     agent_timeout: int) -> tuple[bool, str]:
+    """disk_only: auto. A disk-only snapshot (quiesced: the guest stalls for milliseconds) where it can be reverted and
+    the guest agent answers, else one with memory (the guest is paused while its memory is written). Whether, and
+    why. The agent is asked last: only a domain that could take a revertable disk-only snapshot waits for it."""
+    if state != 'running':
+        return False, 'the domain is not running'
+    if location == 'internal':
+        return False, 'location: internal was asked for'
+    if version < EXTERNAL_REVERT:
+        return False, f'libvirt {version_text(version)} cannot revert a disk-only snapshot (9.9 or later can)'
+    if not has_agent_channel(dom, root):
+        return False, 'the domain has no guest agent channel'
+    try:
+        silent = ping_agent(dom, agent_timeout)
+    except AgentUnsupported as exc:
+        silent = f'this connection cannot ask it: {exc}'
+    if silent is not None:
+        return False, f'the guest agent does not answer ({silent})'
+    return True, 'the guest agent answers: a quiesced disk-only snapshot stalls the guest least'
 
 
 class Preflight(t.NamedTuple):
-    """A new snapshot that passed every check: its plan, and the domain's state and disks as read for it."""
+    """A new snapshot that passed every check: its plan, the domain's state and disks as read for it, whether it is
+    quiesced, why it is disk-only or not (with disk_only: auto, else None), and the disk files whose free space could
+    not be read (check_room, with a margin; else None)."""
     plan: Plan
     state: str
     disks: list[dict[str, t.Any]]
+    quiesce: bool = False
+    choice: str | None = None
+    unchecked: dict[str, t.Any] | None = None
 
 
 def preflight_snapshot(dom: t.Any, name: str, version: int, local: bool, location: str = 'auto',
-                       disk_only: bool = False, quiesce: bool = False) -> Preflight:
+                       disk_only: bool | str = False, quiesce: bool | str = False, agent_timeout: int = 2,
+                       margin_mb: int | None = None) -> Preflight:
     """The one preflight of a new snapshot (the snapshot module's, and snapshot_revert's safety snapshot): reads the
-    domain once (state, XML, disks), refuses a quiesce that cannot work, then plans it (plan_new_snapshot: the kind,
-    the name QEMU would get, the room for its memory). Raises SnapshotError before anything is made."""
+    domain once (state, XML, disks), chooses disk-only or not for ``disk_only='auto'`` (and quiesces exactly then for
+    ``quiesce='auto'``), refuses a quiesce that cannot work, then plans it: the kind, the name QEMU would get, and the
+    room on the disks' file systems (the memory's, or with ``margin_mb`` every disk's, check_room). Raises
+    SnapshotError before anything is made."""
     root = ET.fromstring(dom.XMLDesc(0))  # read and parsed once for every check
     # the XML of a domain that runs carries its id; one that does not is shut off (no libvirt call for its state)
     memory_kib = None
@@ -299,7 +320,21 @@ def preflight_snapshot(dom: t.Any, name: str, version: int, local: bool, locatio
     else:
         state = domain_state(dom)
     disks = domain_disks(dom, root)
+    choice = None
+    if disk_only == 'auto':
+        disk_only, choice = choose_disk_only(dom, root, state, version, location, agent_timeout)
+    if quiesce == 'auto':
+        quiesce = disk_only
+    elif quiesce and choice is not None and not disk_only:
+        quiesce = False  # quiesce: true applies to the disk-only snapshot that disk_only: auto did not choose
     if quiesce:
         check_quiesce(dom, state, root)
-    return Preflight(plan_new_snapshot(dom, root, disks, state, name, location, disk_only, version, local, memory_kib),
-                     state, disks)
+    plan = KindPlanner(dom, root, disks, state, version, local).plan(name, location, bool(disk_only))
+    if state in ('running', 'paused') and plan.location == 'internal':
+        check_monitor_name(dom, name)
+    unchecked = None
+    if margin_mb is not None:
+        unchecked = check_room(dom, name, disks, plan.memory, memory_kib, local, margin_mb)
+    elif local and plan.memory != 'no':
+        check_free_space(dom, disks, memory_kib)
+    return Preflight(plan, state, disks, bool(quiesce), choice, unchecked)

@@ -22,6 +22,11 @@ description:
     name>)), and keeps the memory of a running domain in C(<overlay of the first disk>.memory).
   - With O(disk_only=true) the snapshot is external and disk-only; the guest is not paused.
   - Acts on one domain (O(domain)) or on many in one run (O(domains), batch mode).
+  - For a snapshot before a change, one run can also choose the kind that stalls each guest least
+    (O(disk_only=auto)), check the free space with a margin (O(free_space_margin_mb)) and refuse or replace the
+    snapshot of an earlier change (O(conflicts)); these act only with O(state=present). The
+    R(kvm.snapshots.pre_change role,ansible_collections.kvm.snapshots.pre_change_role) runs it so, once per
+    hypervisor for a batch of guests.
 author:
   - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
@@ -87,19 +92,57 @@ options:
     default: auto
   disk_only:
     description:
-      - Take an external, disk-only snapshot (no memory state, no pause of the guest).
+      - V(true) takes an external, disk-only snapshot (no memory state, no pause of the guest).
+      - V(auto) chooses for each domain, and says why in C(choice) of RV(kind) - a disk-only snapshot where the domain runs,
+        libvirt can revert it (9.9 or later), O(location) is not V(internal), the domain has a guest agent channel and
+        its agent answers within O(agent_timeout) seconds; elsewhere a snapshot with memory (of a shut-off domain, of
+        its disks). With O(quiesce=auto) the disk-only one is quiesced, so the guest stalls for milliseconds instead
+        of being paused while its memory is written.
       - Reverting to an external snapshot needs libvirt 9.9 or later; deleting one merges the overlay
         back into its backing image.
-    type: bool
+      - V(true), V(false) or V(auto) (any of Ansible's boolean words for the first two).
+    type: raw
     default: false
   quiesce:
     description:
       - Freeze the guest's file systems through qemu-guest-agent while the snapshot is taken,
         so the disks are consistent as after a clean sync.
-      - Needs O(disk_only=true), a running domain with a guest agent channel, and qemu-guest-agent
-        running in the guest; otherwise the task fails and nothing is made.
-    type: bool
+      - Needs a disk-only snapshot (O(disk_only=true), or V(auto) where it chooses one), a running domain with a
+        guest agent channel, and qemu-guest-agent running in the guest; otherwise the task fails and nothing is made.
+      - V(auto) quiesces exactly when the snapshot is disk-only. With O(disk_only=auto), V(true) applies only where a
+        disk-only snapshot is chosen.
+      - V(true), V(false) or V(auto).
+    type: raw
     default: false
+  agent_timeout:
+    description:
+      - Seconds the guest agent has to answer C(guest-ping) when O(disk_only=auto) asks it.
+    type: int
+    default: 2
+  free_space_margin_mb:
+    description:
+      - Refuse the new snapshot, before anything is made, unless the file system under every file disk it covers
+        has this many MiB free beyond what the snapshot writes there (the guest's memory and device state beside
+        the first disk for a snapshot with memory; an overlay or internal snapshot starts empty).
+      - Left out, only a snapshot with memory is checked, for the room its memory needs.
+      - Free space is read where the module runs, so only with a local O(uri); through a remote URI the result
+        names the files left unchecked (RV(results[].free_space_unchecked)).
+    type: int
+  conflicts:
+    description:
+      - A shell glob of snapshot names that must not be there beside O(name), such as V(pre-change-*) (the snapshot of
+        an earlier change that was never accepted or rolled back).
+      - What happens to them is O(conflicts_action). They are listed in RV(results[].conflicts).
+      - An existing snapshot O(name) is never refused for them.
+    type: str
+  conflicts_action:
+    description:
+      - V(refuse) fails the domain, and makes nothing, while it has snapshots that O(conflicts) matches.
+      - V(delete) deletes them once the snapshot O(name) is there (taken now or found), so that the domain always
+        keeps one of them; they are listed in RV(results[].deleted).
+    type: str
+    choices: [refuse, delete]
+    default: refuse
   children:
     description:
       - With O(state=absent), also delete every descendant of the snapshot.
@@ -142,6 +185,16 @@ EXAMPLES = r'''
       - db1
     name: nightly-2026-11-25
     parallel: 8
+
+- name: Take the snapshot that stalls each guest least, and delete the last change's once it is there
+  kvm.snapshots.snapshot:
+    domains: [web-1, web-2, db1]
+    name: pre-change-OPS-1235
+    disk_only: auto
+    quiesce: auto
+    free_space_margin_mb: 1024
+    conflicts: pre-change-*
+    conflicts_action: delete
 
 - name: Delete the snapshot and everything taken after it
   kvm.snapshots.snapshot:
@@ -195,6 +248,7 @@ snapshot:
 kind:
   description:
     - The kind of the snapshot made (or that would be, in check mode) and why it was chosen (see O(location)).
+    - C(choice) (with O(disk_only=auto)) says why it is disk-only or not.
   returned: when O(domain) is given, O(state=present) and a snapshot is made
   type: dict
   sample:
@@ -203,9 +257,29 @@ kind:
     reason: >-
       an internal snapshot cannot be made: the domain boots with UEFI and its NVRAM is raw: libvirt takes internal
       snapshots of a running UEFI guest only with a qcow2 NVRAM (libvirt 10.10 or later)
+    choice: the guest agent does not answer (Guest agent is not responding)
+power_state:
+  description: The state of the domain when the snapshot was planned (V(running), V(paused), V(shutoff), ...).
+  returned: when O(domain) is given, O(state=present) and a snapshot is made
+  type: str
+  sample: running
+conflicts:
+  description: The snapshots of the domain that O(conflicts) matches (besides O(name)), as found before the task.
+  returned: when O(domain) and O(conflicts) are given, O(state=present)
+  type: list
+  elements: str
+  sample: [pre-change-OPS-1234]
+free_space_unchecked:
+  description:
+    - The disk files whose free space could not be read (through a remote URI), and the most MiB any of them needs.
+  returned: when O(domain) and O(free_space_margin_mb) are given and a file was left unchecked
+  type: dict
+  sample: {files: [/var/lib/libvirt/images/web1.qcow2], needed_mib: 3136}
 deleted:
-  description: Names of the snapshots deleted (or that would be, in check mode).
-  returned: when O(domain) is given and O(state=absent)
+  description:
+    - Names of the snapshots deleted (or that would be, in check mode); with O(state=present), those O(conflicts)
+      matched and O(conflicts_action=delete) deleted.
+  returned: when O(domain) is given and O(state=absent), or O(conflicts) with O(state=present)
   type: list
   elements: str
   sample: [pre-upgrade, after-upgrade]
@@ -214,6 +288,30 @@ results:
   returned: when O(domains) is given
   type: list
   elements: dict
+  contains:
+    domain:
+      description: The domain.
+      type: str
+    changed:
+      description: Whether the task changed it.
+      type: bool
+    failed:
+      description: Whether it failed.
+      type: bool
+    msg:
+      description: Why it failed.
+      type: str
+    conflicts:
+      description: As RV(conflicts).
+      type: list
+      elements: str
+    deleted:
+      description: As RV(deleted).
+      type: list
+      elements: str
+    free_space_unchecked:
+      description: As RV(free_space_unchecked).
+      type: dict
   sample:
     - domain: web-1
       changed: true
@@ -231,7 +329,10 @@ unmatched:
   sample: ['db-*']
 '''
 
+import fnmatch
 import typing as t
+
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import BATCH_OPTIONS, DomainResult, run_domains
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import resume_interrupted, wait_idle
@@ -246,6 +347,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
     SnapshotError,
+    describe,
     is_local_uri,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
@@ -269,9 +371,19 @@ class SnapshotManager:
         self.params = client.params
         self.name = validate_name(self.params['name'])
         self.description = validate_text(self.params['description'])
-        if self.params['quiesce'] and not self.params['disk_only']:
-            raise SnapshotError('quiesce: true needs disk_only: true; QEMU freezes the guest file systems '
+        self.disk_only = true_false_auto(self.params['disk_only'], 'disk_only')
+        self.quiesce = true_false_auto(self.params['quiesce'], 'quiesce')
+        if self.quiesce is True and self.disk_only is False:
+            raise SnapshotError('quiesce: true needs disk_only: true (or auto); QEMU freezes the guest file systems '
                                 'only for disk-only snapshots.')
+        for option in ('agent_timeout', 'free_space_margin_mb'):
+            if (self.params[option] or 0) < (1 if option == 'agent_timeout' else 0):
+                raise SnapshotError(f'{option} must be {"1 or more" if option == "agent_timeout" else "0 or more"}, '
+                                    f'not {self.params[option]}. Nothing was changed.')
+        self.conflicts = self.params['conflicts']
+        if self.conflicts is not None and not self.conflicts.strip():
+            raise SnapshotError('conflicts is empty: give a glob of snapshot names, such as "pre-change-*", or leave '
+                                'it out. Nothing was changed.')
 
     def run(self) -> dict[str, t.Any]:
         return run_domains(self.client, self.ensure)
@@ -290,26 +402,72 @@ class SnapshotManager:
             # another run is still taking it, and may yet fail: wait for that job, then look again
             wait_idle(dom, self.params['busy_timeout'])
             snap = lookup_snapshot(dom, self.name)
+        others = self._conflicting(dom)
         if snap is not None:
-            return self._update(dom, snap)
-        plan, state, disks = preflight_snapshot(
+            return self._delete_conflicts(dom, self._update(dom, snap), others)
+        if others and self.params['conflicts_action'] == 'refuse':
+            return DomainResult(False, {'conflicts': others}, failure=(
+                f'Domain "{dom.name()}" still has the snapshot(s) {", ".join(others)}, which conflicts '
+                f'("{self.conflicts}") matches. Nothing was changed. Delete them first, or let this task delete them '
+                f'once "{self.name}" is taken (conflicts_action: delete).'))
+        pre = preflight_snapshot(
             dom, self.name, self.client.libvirt_version, is_local_uri(self.client.uri), self.params['location'],
-            self.params['disk_only'], self.params['quiesce'])  # raises where it cannot be made
+            self.disk_only, self.quiesce, self.params['agent_timeout'],
+            self.params['free_space_margin_mb'])  # raises where it cannot be made
+        plan = pre.plan
         kind = {'location': plan.location, 'memory': plan.memory, 'reason': plan.reason}
+        if pre.choice is not None:
+            kind['choice'] = pre.choice
+        data = {'kind': kind, 'power_state': pre.state, 'conflicts': others}
+        if pre.unchecked is not None:
+            data['free_space_unchecked'] = pre.unchecked
         if self.client.check_mode:
-            predicted = self._predict(dom, plan, state)
-            return DomainResult(True, {'snapshot': predicted, 'kind': kind}, summary(None),
+            predicted = self._predict(dom, plan, pre.state)
+            done = DomainResult(True, {'snapshot': predicted, **data}, summary(None),
                                 dict(summary(predicted), reason=plan.reason), plan.warnings)
+            return self._delete_conflicts(dom, done, others)
         # only a paused domain can have been left so by an interrupted job (the state just read by the preflight:
         # no second libvirt call for a domain that runs or is shut off)
-        resumed = resume_interrupted(dom, self.params['busy_timeout']) if state == 'paused' else None
+        resumed = resume_interrupted(dom, self.params['busy_timeout']) if pre.state == 'paused' else None
         with job_slot(self.client, f'Snapshot "{self.name}" of domain "{dom.name()}"'):
-            facts, made = create_snapshot(dom, self.name, self.description, plan, self.params['quiesce'],
-                                          is_local_uri(self.client.uri), self.params['busy_timeout'], disks)
+            facts, made = create_snapshot(dom, self.name, self.description, plan, pre.quiesce,
+                                          is_local_uri(self.client.uri), self.params['busy_timeout'], pre.disks)
         # made is False when another run took the same name meanwhile: this run changed nothing
-        return DomainResult(made, {'snapshot': facts, 'kind': kind}, summary(None if made else facts),
+        done = DomainResult(made, {'snapshot': facts, **data}, summary(None if made else facts),
                             dict(summary(facts), reason=plan.reason) if made else summary(facts),
                             [*plan.warnings, resumed] if resumed else plan.warnings)
+        return self._delete_conflicts(dom, done, others)
+
+    def _conflicting(self, dom: t.Any) -> list[str]:
+        """The names of the snapshots of ``dom`` that ``conflicts`` matches, other than ``name`` (none without it)."""
+        if self.conflicts is None:
+            return []
+        return sorted(n for n in fnmatch.filter((s.getName() for s in dom.listAllSnapshots(0)), self.conflicts)
+                      if n != self.name)
+
+    def _delete_conflicts(self, dom: t.Any, done: DomainResult, others: list[str]) -> DomainResult:
+        """With conflicts_action: delete, delete the conflicting snapshots of ``dom`` now that ``name`` is there
+        (so that the domain always has one of them); ``deleted`` lists them (in check mode, those it would)."""
+        if self.conflicts is None:
+            return done
+        data = dict(done.data, conflicts=others, deleted=[])
+        if self.params['conflicts_action'] != 'delete' or not others:
+            return done._replace(data=data)
+        for other in others:
+            if not self.client.check_mode:
+                try:
+                    snap = lookup_snapshot(dom, other)
+                    if snap is not None:
+                        check_monitor_delete(dom, [snap])
+                        with job_slot(self.client, f'Deleting snapshot "{other}" of domain "{dom.name()}"'):
+                            delete_snapshot(dom, other, self.params['busy_timeout'], snap)
+                except (SnapshotError, LibvirtError) as exc:
+                    why = exc.msg if isinstance(exc, SnapshotError) else describe(exc, f'Deleting "{other}"')
+                    return done._replace(data=data, failure=(
+                        f'Snapshot "{self.name}" of domain "{dom.name()}" is there, but "{other}", which conflicts '
+                        f'matches, could not be deleted: {why}'))
+            data['deleted'].append(other)
+        return done._replace(changed=True, data=data)
 
     def _predict(self, dom: t.Any, plan: Plan, state: str) -> dict[str, t.Any]:
         """The facts of the snapshot that ``plan`` would make of ``dom`` (in ``state``), for check mode: only there,
@@ -334,9 +492,9 @@ class SnapshotManager:
         facts = snapshot_facts(snap, dom.name())
         before = summary(facts)
         warnings = []
-        asked = 'external' if self.params['disk_only'] else self.params['location']
+        asked = 'external' if self.disk_only is True else self.params['location']
         if asked not in ('auto', facts['location']):
-            option = 'disk_only' if self.params['disk_only'] else 'location'
+            option = 'disk_only' if self.disk_only is True else 'location'
             warnings.append(f'Snapshot "{self.name}" of "{dom.name()}" exists as an {facts["location"]} '
                             f'snapshot; {option} does not change an existing snapshot.')
         changed = self.description is not None and self.description != (facts['description'] or '')
@@ -366,14 +524,28 @@ class SnapshotManager:
         return DomainResult(True, {'snapshot': facts, 'deleted': deleted}, summary(facts), summary(None))
 
 
+def true_false_auto(value: t.Any, option: str) -> bool | str:
+    """An option that takes a boolean or auto: True, False or 'auto'."""
+    if isinstance(value, str) and value.strip().lower() == 'auto':
+        return 'auto'
+    try:
+        return boolean(value, strict=True)
+    except TypeError:
+        raise SnapshotError(f'{option} must be true, false or auto, not {value!r}. Nothing was changed.') from None
+
+
 def main() -> None:
     argument_spec = dict(
         name={'type': 'str', 'required': True},
         state={'type': 'str', 'default': 'present', 'choices': ['present', 'absent']},
         description={'type': 'str'},
-        disk_only={'type': 'bool', 'default': False},
-        quiesce={'type': 'bool', 'default': False},
+        disk_only={'type': 'raw', 'default': False},
+        quiesce={'type': 'raw', 'default': False},
+        agent_timeout={'type': 'int', 'default': 2},
         location={'type': 'str', 'default': 'auto', 'choices': list(LOCATIONS)},
+        free_space_margin_mb={'type': 'int'},
+        conflicts={'type': 'str'},
+        conflicts_action={'type': 'str', 'default': 'refuse', 'choices': ['refuse', 'delete']},
         children={'type': 'bool', 'default': False},
     )
     client = AnsibleLibvirtModule(argument_spec, (BATCH_OPTIONS, JOBS_OPTIONS), supports_check_mode=True)

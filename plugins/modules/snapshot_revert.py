@@ -274,7 +274,8 @@ class RevertManager:
                                     '(an earlier run took it); it is kept and not taken again.')
             return snapshot_facts(existing, self.domain_name), False
         local = is_local_uri(self.client.uri)
-        plan, _state, disks = preflight_snapshot(dom, self.safety_name, self.client.libvirt_version, local)
+        preflight = preflight_snapshot(dom, self.safety_name, self.client.libvirt_version, local)
+        plan, disks = preflight.plan, preflight.disks
         for warning in plan.warnings:
             self.client.module.warn(warning)
         if self.client.check_mode:

@@ -131,10 +131,10 @@ def write_inventory(path: pathlib.Path, guests: dict[str, dict[str, t.Any]]) -> 
 
 
 def test_one_module_run_per_hypervisor_and_each_guest_fails_alone(lab, run_playbook, recorder, tmp_path):
-    """Batch of four guests on two hypervisors: the read, the preflight and the snapshot run once per hypervisor.
+    """Batch of four guests on two hypervisors: one module run per hypervisor preflights and snapshots its domains.
 
-    b2's disk image is gone (libvirt still lists the domain): its read and preflight pass, its snapshot fails in
-    hvb's batch run, and b2 alone fails, with its own message; b1 of the same run goes on. a3's pre_change_disk_only
+    b2's disk image is gone (libvirt still lists the domain): its preflight passes, its snapshot fails in hvb's run,
+    and b2 alone fails, with its own message; b1 of the same run goes on. a3's pre_change_disk_only
     is wrong: it is left out of hva's runs and fails alone with its message. a2's change fails: a2 is rolled back to
     its own pre-change snapshot (the fact the rollback role reads). The others are cleaned up.
 
@@ -180,28 +180,16 @@ def test_one_module_run_per_hypervisor_and_each_guest_fails_alone(lab, run_playb
                 (domains[guest], 'pre-change-bp1', GUESTS[guest], True), cached
         assert 'pre_change_snapshot' not in facts.get('b2', {}) and 'pre_change_snapshot' not in facts.get('a3', {})
 
-        # one run of each module per hypervisor, delegated to it, with the domains of its guests
-        for action in ('kvm.snapshots.snapshot_info', 'kvm.snapshots.snapshot'):
-            done = module_runs(runs, action)
-            taking = [r for r in done if r['role'] == 'pre_change']
-            assert taking, done
-            by_task: dict[str, list[dict[str, t.Any]]] = {}
-            for row in taking:
-                by_task.setdefault(row['name'], []).append(row)
-            for rows in by_task.values():
-                assert sorted(r['delegate_to'] for r in rows) == ['hva', 'hvb'], rows
-                for row in rows:
-                    hv_domains = sorted(domains[g] for g, hv in GUESTS.items() if hv == row['delegate_to'])
-                    assert sorted(row['domains']) == hv_domains, row
-        # and no per-guest run of the snapshot module in the pre-change phase: the read and the snapshot, once on each
-        # of hva and hvb (shut-off domains: no check-mode preflight, which a batch runs only for snapshots with memory)
+        # the pre-change phase runs one module, once on each of hva and hvb, with the domains of its guests (a3's
+        # left out), and no other: no read before it, no per-guest run
         pre_change = [r for r in module_runs(runs, 'kvm.snapshots.snapshot') + module_runs(runs, 'kvm.snapshots.snapshot_info')
-                      if r['role'] == 'pre_change']
+                      + module_runs(runs, 'kvm.snapshots.guest_agent') if r['role'] == 'pre_change']
         assert sorted((r['name'], r['delegate_to']) for r in pre_change) == [
-            ('Read the domains of the group and their snapshots', 'hva'),
-            ('Read the domains of the group and their snapshots', 'hvb'),
             ('Take the pre-change snapshots of the group', 'hva'),
             ('Take the pre-change snapshots of the group', 'hvb')], pre_change
+        for row in pre_change:
+            hv_domains = sorted(domains[g] for g, hv in GUESTS.items() if hv == row['delegate_to'])
+            assert sorted(row['domains']) == hv_domains, row
 
         # checked with virsh: rolled back a2 keeps its pre-change snapshot (and the safety snapshot of the broken
         # state); b2 has none; the others were cleaned up

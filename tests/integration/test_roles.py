@@ -264,7 +264,7 @@ def test_preflight_refuses_before_changing_anything(lab, run_playbook, tmp_path)
     assert {name: counts['failed'] for name, counts in result.recap().items() if name != 'localhost'} == \
         {'raw1': 0 if reverts_external else 1, 'gone1': 1, 'full1': 1}, result
     assert 'is not known to' in result.stdout
-    assert 'Not enough free space for the pre-change snapshot' in result.stdout
+    assert f'Not enough free space for snapshot "pre-change-pf1" of domain "{small}"' in result.stdout, result
     assert snapshot_names(lab, small) == set()
     if reverts_external:
         assert snapshot_names(lab, raw) == {'pre-change-pf1'}
@@ -272,7 +272,8 @@ def test_preflight_refuses_before_changing_anything(lab, run_playbook, tmp_path)
         assert "<memory snapshot='external'" in xml and "snapshot='external'" in xml, xml
         assert 'the guest agent does not answer' in result.stdout, result
     else:
-        assert 'cannot be taken: Snapshot "pre-change-pf1" of domain' in result.stdout, result
+        assert 'The pre-change snapshot pre-change-pf1 of raw1 was not taken: Snapshot "pre-change-pf1" of domain' \
+            in result.stdout, result
         assert 'no snapshot that can be reverted can be made' in result.stdout and 'is raw' in result.stdout, result
         assert snapshot_names(lab, raw) == set()
 

@@ -6,6 +6,7 @@ space for a memory snapshot, names QEMU's monitor or QMP job ids cannot take, re
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -196,3 +197,59 @@ def test_revert_to_internal_without_external(monkeypatch):
     dom = SimpleNamespace(name=lambda: 'web1')
     monkeypatch.setattr(g, 'list_snapshots', lambda _dom: [_facts('internal-1', 'internal')])
     g.check_revert_possible(dom, _facts('internal-1', 'internal'))
+
+
+# check_room: every disk's file system, with a margin (free_space_margin_mb)
+
+def _two_disks(tmp_path):
+    def disk(name, path, snapshot=None):
+        return {'name': name, 'type': 'file', 'format': 'qcow2', 'file': str(tmp_path / path), 'snapshot': snapshot}
+    return [disk('vda', 'a/web1.qcow2'), disk('vdb', 'b/data.qcow2'), disk('vdc', 'c/skip.qcow2', 'no')]
+
+
+def _free_by_dir(free):
+    """os.statvfs that reports free[last directory name] bytes free."""
+    def fake(path):
+        return SimpleNamespace(f_bavail=free[os.path.basename(path)] // 4096, f_frsize=4096)
+    return fake
+
+
+def test_room_memory_goes_to_the_first_disk_and_the_margin_to_every_disk(monkeypatch, tmp_path):
+    disks = _two_disks(tmp_path)
+    dom = DiskDomain(tmp_path / 'a' / 'web1.qcow2', memory_mib=1024)
+    # the first disk needs 1024 + 64 + 100 MiB, the second 100 MiB, the excluded one nothing
+    monkeypatch.setattr(sto.os, 'statvfs', _free_by_dir({'a': 1188 << 20, 'b': 100 << 20}))
+    assert g.check_room(dom, 'pre', disks, 'internal', None, True, 100) is None
+    monkeypatch.setattr(sto.os, 'statvfs', _free_by_dir({'a': 1187 << 20, 'b': 99 << 20}))
+    with pytest.raises(SnapshotError) as raised:
+        g.check_room(dom, 'pre', disks, 'internal', None, True, 100)
+    msg = raised.value.msg
+    assert msg.startswith('Not enough free space for snapshot "pre" of domain "web1" (memory internal): ')
+    assert f'{disks[0]["file"]} needs 1188 MiB and has 1187 MiB' in msg
+    assert f'{disks[1]["file"]} needs 100 MiB and has 99 MiB' in msg
+    assert 'free_space_margin_mb=100' in msg and 'Nothing was changed' in msg and 'skip.qcow2' not in msg
+
+
+def test_room_of_a_disk_only_snapshot_is_the_margin(monkeypatch, tmp_path):
+    disks = _two_disks(tmp_path)
+    monkeypatch.setattr(sto.os, 'statvfs', _free_by_dir({'a': 100 << 20, 'b': 100 << 20}))
+    # no memory: the guest's memory is not read (info would raise)
+    assert g.check_room(_InfoRead(disks[0]['file']), 'pre', disks, 'no', None, True, 100) is None
+    with pytest.raises(SnapshotError, match='needs 101 MiB and has 100 MiB'):
+        g.check_room(_InfoRead(disks[0]['file']), 'pre', disks, 'no', None, True, 101)
+
+
+def test_room_unchecked_through_a_remote_uri_or_an_unreadable_file_system(monkeypatch, tmp_path):
+    disks = _two_disks(tmp_path)
+    monkeypatch.setattr(sto.os, 'statvfs', _free_by_dir({'a': 0, 'b': 0}))
+    remote = g.check_room(DiskDomain(disks[0]['file'], memory_mib=512), 'pre', disks, 'external', 512 << 10, False, 10)
+    assert remote == {'files': [disks[0]['file'], disks[1]['file']], 'needed_mib': 512 + 64 + 10}
+
+    def unreadable(path):
+        if path.endswith('b'):
+            raise FileNotFoundError(path)
+        return SimpleNamespace(f_bavail=1 << 30, f_frsize=4096)
+
+    monkeypatch.setattr(sto.os, 'statvfs', unreadable)
+    local = g.check_room(DiskDomain(disks[0]['file']), 'pre', disks, 'internal', None, True, 10)
+    assert local == {'files': [disks[1]['file']], 'needed_mib': 10}

@@ -12,9 +12,9 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt
+from ansible_collections.kvm.snapshots.plugins.module_utils import _kind, _libvirt, _storage
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot
-from ansible_collections.kvm.snapshots.tests.unit.helpers import snapshot_names
+from ansible_collections.kvm.snapshots.tests.unit.helpers import DOMAIN_XML, snapshot_names, statvfs_with
 
 
 def stored_xml(dom, name):
@@ -452,3 +452,112 @@ def test_libvirt_calls_of_a_batch_create_and_delete_per_domain(run_module, make_
     assert calls == dict(found, **{'snap.getXMLDesc': 1, 'snap.isCurrent': 1, 'snap.listAllChildren': 1,
                                    'snap.delete': 1})  # 6
     assert [snapshot_names(d) for d in doms['shutoff']] == [['older'], [], []]
+
+
+# One run for a pre-change snapshot: disk_only auto, conflicts, free_space_margin_mb
+
+def _libvirt_at(monkeypatch, version):
+    monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'libvirt_version', property(lambda self: version))
+
+
+def test_disk_only_auto_takes_memory_where_disk_only_cannot_be_had(run_module, make_domain, monkeypatch):
+    shutoff, no_channel, silent = make_domain('shutoff'), make_domain('running'), make_domain('running', agent=True)
+    _libvirt_at(monkeypatch, 9_000_000)
+    old = run_module(snapshot, {'domain': silent.name(), 'name': 'old', 'disk_only': 'auto', 'quiesce': 'auto'})
+    assert old['kind']['choice'] == 'libvirt 9.0.0 cannot revert a disk-only snapshot (9.9 or later can)'
+    _libvirt_at(monkeypatch, 9_009_000)
+    result = run_module(snapshot, {'domains': [shutoff.name(), no_channel.name(), silent.name()], 'name': 'pre',
+                                   'disk_only': 'auto', 'quiesce': True})
+    by_domain = {r['domain']: r for r in result['results']}
+    assert by_domain[shutoff.name()]['kind']['choice'] == 'the domain is not running'
+    assert by_domain[shutoff.name()]['power_state'] == 'shutoff'
+    assert by_domain[no_channel.name()]['kind']['choice'] == 'the domain has no guest agent channel'
+    # the test driver sends no agent commands: that counts as an agent that does not answer
+    assert by_domain[silent.name()]['kind']['choice'].startswith('the guest agent does not answer (this connection '
+                                                                 'cannot ask it')
+    for dom, memory in ((shutoff, 'no'), (no_channel, 'internal'), (silent, 'internal')):
+        assert by_domain[dom.name()]['kind']['memory'] == memory
+        assert stored_xml(dom, 'pre').find('memory').get('snapshot') == memory  # libvirt's own record
+
+
+def test_disk_only_auto_takes_a_quiesced_disk_only_snapshot_where_the_agent_answers(
+        run_module, make_domain, monkeypatch):
+    dom = make_domain('running', agent=True)
+    proxy = _ExternalCapable(dom)
+    monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'lookup_domain', lambda self, name: proxy)
+    _libvirt_at(monkeypatch, 9_009_000)
+    pings = []
+    monkeypatch.setattr(_kind, 'ping_agent', lambda d, timeout: pings.append(timeout))  # None: it answered
+    result = run_module(snapshot, {'domain': dom.name(), 'name': 'pre', 'disk_only': 'auto', 'quiesce': 'auto',
+                                   'agent_timeout': 7})
+    assert pings == [7]
+    assert proxy.calls[0][1] & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
+    assert proxy.calls[0][1] & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+    assert result['kind']['choice'] == 'the guest agent answers: a quiesced disk-only snapshot stalls the guest least'
+    assert (result['kind']['location'], result['kind']['memory'], result['power_state']) == ('external', 'no', 'running')
+    assert stored_xml(dom, 'pre').findtext('state') == 'disk-snapshot'
+
+
+@pytest.mark.parametrize('value', ['maybe', 2, 'autox'])
+def test_disk_only_takes_true_false_or_auto(run_failing, make_domain, value):
+    dom = make_domain('running')
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's', 'disk_only': value})
+    assert f'disk_only must be true, false or auto, not {value!r}' in failed['msg']
+    assert snapshot_names(dom) == []
+
+
+def test_conflicts_refuse_by_default_and_change_nothing(run_failing, run_module, make_domain, add_snapshot):
+    busy, free = make_domain('running'), make_domain('running')
+    add_snapshot(busy, 'pre-change-a', 1795635615)
+    add_snapshot(busy, 'nightly', 1795635616)
+    args = {'domains': [busy.name(), free.name()], 'name': 'pre-change-b', 'conflicts': 'pre-change-*'}
+    for check in (True, False):
+        failed = run_failing(snapshot, args, check=check)
+        by_domain = {r['domain']: r for r in failed['results']}
+        assert by_domain[busy.name()]['failed'] is True and by_domain[busy.name()]['changed'] is False
+        assert by_domain[busy.name()]['conflicts'] == ['pre-change-a']
+        assert f'Domain "{busy.name()}" still has the snapshot(s) pre-change-a, which conflicts ("pre-change-*") ' \
+               'matches. Nothing was changed.' in by_domain[busy.name()]['msg']
+        assert by_domain[free.name()]['failed'] is False and by_domain[free.name()]['conflicts'] == []
+    assert snapshot_names(busy) == ['nightly', 'pre-change-a']
+    # the snapshot of this change itself is never refused for the others
+    add_snapshot(busy, 'pre-change-b', 1795635617)
+    again = run_module(snapshot, dict(args, domains=[busy.name()]))
+    assert again['changed'] is False and again['results'][0]['conflicts'] == ['pre-change-a']
+    assert again['results'][0]['deleted'] == []
+
+
+def test_conflicts_deleted_once_the_new_snapshot_is_there(run_module, make_domain, add_snapshot):
+    dom = make_domain('running')
+    add_snapshot(dom, 'pre-change-a', 1795635615)
+    add_snapshot(dom, 'pre-change-b', 1795635616, parent='pre-change-a')
+    args = {'domain': dom.name(), 'name': 'pre-change-c', 'conflicts': 'pre-change-*', 'conflicts_action': 'delete'}
+    predicted = run_module(snapshot, args, check=True)
+    assert predicted['changed'] is True and predicted['deleted'] == ['pre-change-a', 'pre-change-b']
+    assert snapshot_names(dom) == ['pre-change-a', 'pre-change-b']
+    done = run_module(snapshot, args)
+    assert done['changed'] is True and done['snapshot']['name'] == 'pre-change-c'
+    assert done['conflicts'] == done['deleted'] == ['pre-change-a', 'pre-change-b']
+    assert snapshot_names(dom) == ['pre-change-c']
+    again = run_module(snapshot, args)
+    assert again['changed'] is False and again['conflicts'] == [] and again['deleted'] == []
+
+
+def test_free_space_margin_refuses_before_anything_is_made(run_failing, run_module, make_domain, monkeypatch,
+                                                           tmp_path):
+    dom = make_domain('running', xml=lambda name: DOMAIN_XML.format(name=name, fmt='qcow2', channel='').replace(
+        f'/guest/{name}.img', str(tmp_path / f'{name}.img')))
+    monkeypatch.setattr(_storage.os, 'statvfs', statvfs_with(2048 << 20))
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 'pre', 'free_space_margin_mb': 4096})
+    assert f'Not enough free space for snapshot "pre" of domain "{dom.name()}" (memory internal): ' in failed['msg']
+    assert 'has 2048 MiB' in failed['msg'] and 'free_space_margin_mb=4096' in failed['msg']
+    assert snapshot_names(dom) == []
+    made = run_module(snapshot, {'domain': dom.name(), 'name': 'pre', 'free_space_margin_mb': 512})
+    assert made['changed'] is True and 'free_space_unchecked' not in made
+    assert snapshot_names(dom) == ['pre']
+
+
+def test_free_space_margin_names_the_files_it_cannot_read(run_module, make_domain):
+    dom = make_domain('shutoff')  # its disk /guest/<name>.img is on no file system here
+    made = run_module(snapshot, {'domain': dom.name(), 'name': 'pre', 'free_space_margin_mb': 10})
+    assert made['free_space_unchecked'] == {'files': [f'/guest/{dom.name()}.img'], 'needed_mib': 10}
