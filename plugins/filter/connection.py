@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import redact_uri
+from ansible_collections.kvm.snapshots.plugins.module_utils._uri import redact_uri
 
 # a URI that names a host: driver[+transport]://host...
 _REMOTE = re.compile(r'^[^:/]+://[^/]')

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import redact_uri
+from ansible_collections.kvm.snapshots.plugins.module_utils._uri import redact_uri
 
 
 class FilterModule:

@@ -24,7 +24,7 @@ import typing as t
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
+from ansible_collections.kvm.snapshots.plugins.module_utils._errors import SnapshotError
 from ansible_collections.kvm.snapshots.plugins.module_utils._retention import parse_duration
 
 SCHEMA_VERSION = 1

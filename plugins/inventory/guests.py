@@ -168,12 +168,14 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     connect_failure,
     describe,
     error_code,
+    ERR_NO_DOMAIN,
+)
+from ansible_collections.kvm.snapshots.plugins.module_utils._uri import (
     mask_secrets,
     parse_uri,
     redact_uri,
     uri_problem,
     uri_secrets,
-    ERR_NO_DOMAIN,
 )
 
 try:

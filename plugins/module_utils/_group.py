@@ -45,17 +45,19 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import EXTERNAL_REVERT, preflight_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
-    MASK,
     AnsibleLibvirtModule,
     LibvirtError,
     SnapshotError,
     describe,
+    retry_busy,
+    version_text,
+)
+from ansible_collections.kvm.snapshots.plugins.module_utils._uri import (
+    MASK,
     is_local_uri,
     redact_uri,
-    retry_busy,
     uri_problem,
     uri_secrets,
-    version_text,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._revert import revert_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (

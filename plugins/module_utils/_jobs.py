@@ -29,7 +29,11 @@ import tempfile
 import time
 import typing as t
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import OptionGroup, SnapshotError, parse_uri
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
+    OptionGroup,
+    SnapshotError,
+)
+from ansible_collections.kvm.snapshots.plugins.module_utils._uri import parse_uri
 
 JOBS_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     'hypervisor_jobs': {'type': 'int', 'default': 0},

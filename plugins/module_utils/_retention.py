@@ -35,7 +35,7 @@ import fnmatch
 import re
 import typing as t
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
+from ansible_collections.kvm.snapshots.plugins.module_utils._errors import SnapshotError
 
 # the tier options, newest-grained first, with the name of their period
 TIERS: tuple[tuple[str, str], ...] = (

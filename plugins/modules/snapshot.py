@@ -348,8 +348,8 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
     SnapshotError,
     describe,
-    is_local_uri,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._uri import is_local_uri
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     create_snapshot,
     current_snapshot_name,

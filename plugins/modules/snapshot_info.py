@@ -614,10 +614,10 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     LibvirtError,
     SnapshotError,
     error_code,
-    is_local_uri,
     libvirt_errors,
     version_text,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._uri import is_local_uri
 from ansible_collections.kvm.snapshots.plugins.module_utils._qcow2 import (
     Qcow2Error,
     compare_internal,

@@ -175,8 +175,8 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
     SnapshotError,
-    is_local_uri,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._uri import is_local_uri
 from ansible_collections.kvm.snapshots.plugins.module_utils._revert import revert_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     create_snapshot,

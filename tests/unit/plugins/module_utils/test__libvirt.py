@@ -12,7 +12,7 @@ import libvirt
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt
+from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt, _uri
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot_info
 from ansible_collections.kvm.snapshots.tests.unit.helpers import fake_error
 
@@ -174,9 +174,9 @@ def test_connecting_to_a_refused_port_fails_fast_with_a_plain_message():
 
 
 def test_is_local_uri():
-    assert _libvirt.is_local_uri('qemu:///system')
-    assert _libvirt.is_local_uri('qemu+ssh://localhost/system')
-    assert not _libvirt.is_local_uri('qemu+ssh://root@hv1.example.com/system')
+    assert _uri.is_local_uri('qemu:///system')
+    assert _uri.is_local_uri('qemu+ssh://localhost/system')
+    assert not _uri.is_local_uri('qemu+ssh://root@hv1.example.com/system')
 
 
 # libvirt_errors: the one place a libvirt error becomes the collection's
@@ -261,13 +261,13 @@ def test_merge_options_lets_a_module_replace_a_shared_option():
     ('qemu+tcp://[::1/system', 'qemu+tcp://[::1/system'),  # not readable by urllib: left to libvirt
 ])
 def test_redact_uri(uri, shown):
-    assert _libvirt.redact_uri(uri) == shown
+    assert _uri.redact_uri(uri) == shown
 
 
 def test_uri_password():
-    assert _libvirt.uri_password('qemu+tcp://admin:s3cret@hv1/system') == 's3cret'
-    assert _libvirt.uri_password('qemu+ssh://root@hv1/system') is None
-    assert _libvirt.uri_password('qemu+tcp://[::1/system') is None
+    assert _uri.uri_password('qemu+tcp://admin:s3cret@hv1/system') == 's3cret'
+    assert _uri.uri_password('qemu+ssh://root@hv1/system') is None
+    assert _uri.uri_password('qemu+tcp://[::1/system') is None
 
 
 # connection faults
@@ -335,10 +335,10 @@ def _cases():
 @pytest.mark.parametrize('uri, shown', list(_cases()))
 def test_redact_uri_hostile(uri, shown):
     password = uri.split(':', 2)[2].rsplit('@', 1)[0]
-    assert _libvirt.redact_uri(uri) == shown
-    assert _libvirt.uri_password(uri) == password
-    assert password in _libvirt.uri_secrets(uri)
-    assert password not in _libvirt.mask_secrets(f'Unable to parse URI {uri}', _libvirt.uri_secrets(uri))
+    assert _uri.redact_uri(uri) == shown
+    assert _uri.uri_password(uri) == password
+    assert password in _uri.uri_secrets(uri)
+    assert password not in _uri.mask_secrets(f'Unable to parse URI {uri}', _uri.uri_secrets(uri))
 
 
 @pytest.mark.parametrize('uri', [
@@ -346,22 +346,22 @@ def test_redact_uri_hostile(uri, shown):
     'qemu+ssh://hv1/system', 'qemu+tcp://[::1]:16509/system', 'qemu+ssh://user@corp@hv1/system',
 ])
 def test_no_password_no_change(uri):
-    assert _libvirt.redact_uri(uri) == uri
-    assert _libvirt.uri_password(uri) is None
-    assert _libvirt.uri_secrets(uri) == ()
+    assert _uri.redact_uri(uri) == uri
+    assert _uri.uri_password(uri) is None
+    assert _uri.uri_secrets(uri) == ()
 
 
 def test_at_sign_in_the_query_masks_every_reading():
     """An "@" in the query makes two readings possible; both passwords are masked, neither is shown."""
     uri = 'qemu+ssh://root:pw1@hv1/system?keyfile=/home/me@corp/key'
-    secrets = _libvirt.uri_secrets(uri)
+    secrets = _uri.uri_secrets(uri)
     assert 'pw1' in secrets
-    assert 'pw1' not in _libvirt.redact_uri(uri)
+    assert 'pw1' not in _uri.redact_uri(uri)
 
 
 def test_percent_encoded_password_masked_decoded_too():
     uri = 'qemu+tcp://admin:S3c%2Fret@hv1/system'
-    assert {'S3c%2Fret', 'S3c/ret'} <= set(_libvirt.uri_secrets(uri))
+    assert {'S3c%2Fret', 'S3c/ret'} <= set(_uri.uri_secrets(uri))
 
 
 @pytest.mark.parametrize('password', HOSTILE)
@@ -440,7 +440,7 @@ def test_module_works_through_a_uri_with_a_password(capsys):
     ('qemu:system', 'no "//"'),
 ])
 def test_uri_problem(uri, says):
-    problem = _libvirt.uri_problem(uri)
+    problem = _uri.uri_problem(uri)
     assert problem is not None and says in problem
 
 
@@ -449,11 +449,11 @@ def test_uri_problem(uri, says):
                                  'qemu+tcp://[fe80::1]:16509/system', 'qemu+unix:///system?socket=/run/x.sock',
                                  'qemu+ext:///system?command=/bin/true', 'qemu+libssh2://hv1/system'])
 def test_uri_accepted(uri):
-    assert _libvirt.uri_problem(uri) is None
+    assert _uri.uri_problem(uri) is None
 
 
 def test_bad_port_password_masked():
-    problem = _libvirt.uri_problem('qemu+tcp://admin:S3c/ret@hv1:99x/system')
+    problem = _uri.uri_problem('qemu+tcp://admin:S3c/ret@hv1:99x/system')
     assert 'S3c/ret' not in problem and 'admin:********@hv1:99x' in problem
 
 
@@ -503,9 +503,9 @@ _TAILS = st.sampled_from(['/system', '/system?keyfile=/root/.ssh/id&no_tty=1', '
 def test_any_password_is_found_and_masked(password, host, tail):
     uri = f'qemu+ssh://root:{password}@{host}{tail}'
     shown = f'qemu+ssh://root:********@{host}{tail}'
-    assert _libvirt.redact_uri(uri) == shown
-    assert _libvirt.uri_password(uri) == password
-    assert password in _libvirt.uri_secrets(uri)
+    assert _uri.redact_uri(uri) == shown
+    assert _uri.uri_password(uri) == password
+    assert password in _uri.uri_secrets(uri)
     # libvirt's text repeats the URI: nothing of the password is left in it once masked (the masks themselves aside)
-    masked = _libvirt.mask_secrets(f'Unable to parse URI {uri}', _libvirt.uri_secrets(uri))
-    assert password not in masked.replace(_libvirt.MASK, '\0')
+    masked = _uri.mask_secrets(f'Unable to parse URI {uri}', _uri.uri_secrets(uri))
+    assert password not in masked.replace(_uri.MASK, '\0')
