@@ -374,6 +374,8 @@ OPTION_RANGES: dict[str, tuple[int | None, int | None, str]] = {
     'busy_timeout': (0, 86400, 'seconds'),
     'hypervisor_jobs': (None, 1024, 'jobs at once, 0 for no limit'),
     'hypervisor_jobs_timeout': (0, 31 * 86400, 'seconds'),
+    'agent_timeout': (1, 3600, 'seconds the guest agent has to answer'),
+    'free_space_margin_mb': (0, None, 'MiB'),
 }
 
 
@@ -408,7 +410,10 @@ def option_range_problem(params: dict[str, t.Any]) -> str | None:
         if not isinstance(value, int) or (low is None or value >= low) and (high is None or value <= high):
             continue
         shown = str(value) if len(str(value)) <= 20 else f'{str(value)[:12]}... ({len(str(value))} digits)'
-        limits = f'from {low} to {high}' if low is not None else f'at most {high}'
+        if low is None:
+            limits = f'at most {high}'
+        else:
+            limits = f'from {low} to {high}' if high is not None else f'at least {low}'
         return f'{option} is {shown}; it must be {limits} ({unit}). Nothing was changed.'
     return None
 

@@ -376,10 +376,6 @@ class SnapshotManager:
         if self.quiesce is True and self.disk_only is False:
             raise SnapshotError('quiesce: true needs disk_only: true (or auto); QEMU freezes the guest file systems '
                                 'only for disk-only snapshots.')
-        for option in ('agent_timeout', 'free_space_margin_mb'):
-            if (self.params[option] or 0) < (1 if option == 'agent_timeout' else 0):
-                raise SnapshotError(f'{option} must be {"1 or more" if option == "agent_timeout" else "0 or more"}, '
-                                    f'not {self.params[option]}. Nothing was changed.')
         self.conflicts = self.params['conflicts']
         if self.conflicts is not None and not self.conflicts.strip():
             raise SnapshotError('conflicts is empty: give a glob of snapshot names, such as "pre-change-*", or leave '
@@ -418,7 +414,7 @@ class SnapshotManager:
         kind = {'location': plan.location, 'memory': plan.memory, 'reason': plan.reason}
         if pre.choice is not None:
             kind['choice'] = pre.choice
-        data = {'kind': kind, 'power_state': pre.state, 'conflicts': others}
+        data = {'kind': kind, 'power_state': pre.state}
         if pre.unchecked is not None:
             data['free_space_unchecked'] = pre.unchecked
         if self.client.check_mode:

@@ -561,3 +561,22 @@ def test_free_space_margin_names_the_files_it_cannot_read(run_module, make_domai
     dom = make_domain('shutoff')  # its disk /guest/<name>.img is on no file system here
     made = run_module(snapshot, {'domain': dom.name(), 'name': 'pre', 'free_space_margin_mb': 10})
     assert made['free_space_unchecked'] == {'files': [f'/guest/{dom.name()}.img'], 'needed_mib': 10}
+
+
+@pytest.mark.parametrize('args, words', [
+    ({'agent_timeout': 0}, 'agent_timeout is 0; it must be from 1 to 3600'),
+    ({'free_space_margin_mb': -1}, 'free_space_margin_mb is -1; it must be at least 0 (MiB)'),
+    ({'conflicts': ' '}, 'conflicts is empty'),
+])
+def test_pre_change_options_out_of_range_change_nothing(run_failing, make_domain, args, words):
+    dom = make_domain('running')
+    failed = run_failing(snapshot, {'domain': dom.name(), 'name': 's', 'disk_only': 'auto', **args})
+    assert words in failed['msg'] and 'Nothing was changed' in failed['msg']
+    assert snapshot_names(dom) == []
+
+
+def test_without_conflicts_the_result_has_no_conflict_keys(run_module, make_domain):
+    dom = make_domain('running')
+    made = run_module(snapshot, {'domain': dom.name(), 'name': 's'})
+    assert 'conflicts' not in made and 'deleted' not in made and 'choice' not in made['kind']
+    assert made['power_state'] == 'running'
