@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _kind, _libvirt, _storage
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot
-from ansible_collections.kvm.snapshots.tests.unit.helpers import DOMAIN_XML, snapshot_names, statvfs_with
+from ansible_collections.kvm.snapshots.tests.unit.helpers import DOMAIN_XML, fake_error, snapshot_names, statvfs_with
 
 
 def stored_xml(dom, name):
@@ -580,3 +580,49 @@ def test_without_conflicts_the_result_has_no_conflict_keys(run_module, make_doma
     made = run_module(snapshot, {'domain': dom.name(), 'name': 's'})
     assert 'conflicts' not in made and 'deleted' not in made and 'choice' not in made['kind']
     assert made['power_state'] == 'running'
+
+
+class _StuckSnapshot:
+    """A snapshot whose deletion libvirt refuses (an error the module does not explain itself)."""
+
+    def __init__(self, snap):
+        self._snap = snap
+
+    def __getattr__(self, attr):
+        return getattr(self._snap, attr)
+
+    def delete(self, _flags):
+        raise fake_error(libvirt.VIR_ERR_OPERATION_FAILED, 'operation failed: the disk is busy')
+
+
+class _StuckConflict:
+    """A domain whose snapshot "pre-change-a" cannot be deleted."""
+
+    def __init__(self, dom):
+        self._dom = dom
+
+    def __getattr__(self, attr):
+        return getattr(self._dom, attr)
+
+    def snapshotLookupByName(self, name, flags):
+        snap = self._dom.snapshotLookupByName(name, flags)
+        return _StuckSnapshot(snap) if name == 'pre-change-a' else snap
+
+
+def test_a_conflict_that_cannot_be_deleted_fails_the_domain_and_keeps_the_new_snapshot(
+        run_failing, make_domain, add_snapshot, monkeypatch):
+    dom = make_domain('running')
+    add_snapshot(dom, 'pre-change-a', 1795635615)
+    add_snapshot(dom, 'pre-change-b', 1795635616)
+    proxy = _StuckConflict(dom)
+    monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'lookup_domain', lambda self, name: proxy)
+    failed = run_failing(snapshot, {'domains': [dom.name()], 'name': 'pre-change-c', 'conflicts': 'pre-change-*',
+                                    'conflicts_action': 'delete'})
+    result = failed['results'][0]
+    assert result['failed'] is True and result['changed'] is True  # the new snapshot was taken
+    assert result['msg'].startswith(f'Snapshot "pre-change-c" of domain "{dom.name()}" is there, but "pre-change-a", '
+                                    'which conflicts matches, could not be deleted: ')
+    assert 'the disk is busy' in result['msg']
+    assert result['snapshot']['name'] == 'pre-change-c' and result['deleted'] == []
+    # the new snapshot is kept, and so is every conflict after the one that failed (nothing more is tried)
+    assert snapshot_names(dom) == ['pre-change-a', 'pre-change-b', 'pre-change-c']
