@@ -63,6 +63,10 @@ def has_agent_channel(dom: t.Any, xml: str | ET.Element | None = None) -> bool:
     return any(target.get('name') == AGENT_CHANNEL for target in targets)
 
 
+class AgentUnsupported(Exception):
+    """The connection cannot send guest agent commands (a driver without them)."""
+
+
 def ping_agent(dom: t.Any, timeout: int) -> str | None:
     """Ask the guest agent of ``dom`` for guest-ping: None when it answered within ``timeout`` seconds, else why not.
     Raises AgentUnsupported where this connection cannot send agent commands at all (the test driver)."""
@@ -75,10 +79,6 @@ def ping_agent(dom: t.Any, timeout: int) -> str | None:
             raise AgentUnsupported(exc.get_error_message()) from None
         return exc.get_error_message()
     return None
-
-
-class AgentUnsupported(Exception):
-    """The connection cannot send guest agent commands (a driver without them)."""
 
 
 def domain_disks(dom: t.Any, xml: str | ET.Element | None = None) -> list[dict[str, t.Any]]:

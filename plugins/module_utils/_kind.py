@@ -126,6 +126,7 @@ class KindPlanner:
         self.domain = dom.name()
         self.disks = [d for d in disks if d['snapshot'] != 'no']
         self.excluded = [d['name'] for d in disks if d['snapshot'] == 'no']
+        self.state = state
         self.running = state in ('running', 'paused')
         self.version = version
         self.firmware = firmware(xml)
@@ -267,21 +268,24 @@ class KindPlanner:
                             domain=self.domain)
 
 
-def choose_disk_only(dom: t.Any, root: ET.Element, state: str, version: int, location: str,
+def choose_disk_only(planner: KindPlanner, root: ET.Element, name: str, location: str,
                      agent_timeout: int) -> tuple[bool, str]:
     """disk_only: auto. A disk-only snapshot (quiesced: the guest stalls for milliseconds) where it can be reverted and
     the guest agent answers, else one with memory (the guest is paused while its memory is written). Whether, and
     why. The agent is asked last: only a domain that could take a revertable disk-only snapshot waits for it."""
-    if state != 'running':
+    if planner.state != 'running':
         return False, 'the domain is not running'
     if location == 'internal':
         return False, 'location: internal was asked for'
-    if version < EXTERNAL_REVERT:
-        return False, f'libvirt {version_text(version)} cannot revert a disk-only snapshot (9.9 or later can)'
-    if not has_agent_channel(dom, root):
+    if planner.version < EXTERNAL_REVERT:
+        return False, f'libvirt {version_text(planner.version)} cannot revert a disk-only snapshot (9.9 or later can)'
+    if not has_agent_channel(planner.dom, root):
         return False, 'the domain has no guest agent channel'
+    problem = planner.why_not_external(name, memory=False)
+    if problem:
+        return False, f'a disk-only snapshot cannot be made: {problem}'
     try:
-        silent = ping_agent(dom, agent_timeout)
+        silent = ping_agent(planner.dom, agent_timeout)
     except AgentUnsupported as exc:
         silent = f'this connection cannot ask it: {exc}'
     if silent is not None:
@@ -320,16 +324,17 @@ def preflight_snapshot(dom: t.Any, name: str, version: int, local: bool, locatio
     else:
         state = domain_state(dom)
     disks = domain_disks(dom, root)
+    planner = KindPlanner(dom, root, disks, state, version, local)
     choice = None
     if disk_only == 'auto':
-        disk_only, choice = choose_disk_only(dom, root, state, version, location, agent_timeout)
+        disk_only, choice = choose_disk_only(planner, root, name, location, agent_timeout)
     if quiesce == 'auto':
         quiesce = disk_only
     elif quiesce and choice is not None and not disk_only:
         quiesce = False  # quiesce: true applies to the disk-only snapshot that disk_only: auto did not choose
     if quiesce:
         check_quiesce(dom, state, root)
-    plan = KindPlanner(dom, root, disks, state, version, local).plan(name, location, bool(disk_only))
+    plan = planner.plan(name, location, bool(disk_only))
     if state in ('running', 'paused') and plan.location == 'internal':
         check_monitor_name(dom, name)
     unchecked = None

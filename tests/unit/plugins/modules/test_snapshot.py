@@ -463,7 +463,7 @@ def _libvirt_at(monkeypatch, version):
 def test_disk_only_auto_takes_memory_where_disk_only_cannot_be_had(run_module, make_domain, monkeypatch):
     shutoff, no_channel, silent = make_domain('shutoff'), make_domain('running'), make_domain('running', agent=True)
     _libvirt_at(monkeypatch, 9_000_000)
-    old = run_module(snapshot, {'domain': silent.name(), 'name': 'old', 'disk_only': 'auto', 'quiesce': 'auto'})
+    old = run_module(snapshot, {'domain': no_channel.name(), 'name': 'old', 'disk_only': 'auto', 'quiesce': 'auto'})
     assert old['kind']['choice'] == 'libvirt 9.0.0 cannot revert a disk-only snapshot (9.9 or later can)'
     _libvirt_at(monkeypatch, 9_009_000)
     result = run_module(snapshot, {'domains': [shutoff.name(), no_channel.name(), silent.name()], 'name': 'pre',
@@ -626,3 +626,16 @@ def test_a_conflict_that_cannot_be_deleted_fails_the_domain_and_keeps_the_new_sn
     assert result['snapshot']['name'] == 'pre-change-c' and result['deleted'] == []
     # the new snapshot is kept, and so is every conflict after the one that failed (nothing more is tried)
     assert snapshot_names(dom) == ['pre-change-a', 'pre-change-b', 'pre-change-c']
+
+
+def test_disk_only_auto_takes_memory_where_a_disk_only_snapshot_cannot_be_made(
+        run_module, make_domain, add_snapshot, monkeypatch):
+    dom = make_domain('running', agent=True)
+    add_snapshot(dom, 'internal-one', 1795635615)  # an external snapshot on top of internal ones is refused
+    _libvirt_at(monkeypatch, 9_009_000)
+    monkeypatch.setattr(_kind, 'ping_agent', lambda d, timeout: pytest.fail('the agent is asked for nothing'))
+    result = run_module(snapshot, {'domain': dom.name(), 'name': 'pre', 'disk_only': 'auto', 'quiesce': 'auto'})
+    assert result['kind']['choice'].startswith('a disk-only snapshot cannot be made: the domain has internal '
+                                               'snapshots (internal-one)')
+    assert (result['kind']['location'], result['kind']['memory']) == ('internal', 'internal')
+    assert stored_xml(dom, 'pre').find('memory').get('snapshot') == 'internal'
