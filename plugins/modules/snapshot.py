@@ -96,8 +96,9 @@ options:
       - V(auto) chooses for each domain, and says why in C(choice) of RV(kind) - a disk-only snapshot where the domain runs,
         libvirt can revert it (9.9 or later), O(location) is not V(internal), an external one can be made (no internal
         snapshots, every disk a file), the domain has a guest agent channel and its agent answers within
-        O(agent_timeout) seconds; elsewhere a snapshot with memory (of a shut-off domain, of its disks). With O(quiesce=auto) the disk-only one is quiesced, so the guest stalls for milliseconds instead
-        of being paused while its memory is written.
+        O(agent_timeout) seconds; elsewhere a snapshot with memory (of a shut-off domain, of its disks). With
+        O(quiesce=auto) the disk-only one is quiesced, so the guest stalls for milliseconds instead of being paused
+        while its memory is written.
       - Reverting to an external snapshot needs libvirt 9.9 or later; deleting one merges the overlay
         back into its backing image.
       - V(true), V(false) or V(auto) (any of Ansible's boolean words for the first two).
