@@ -250,7 +250,8 @@ def check_room(dom: t.Any, snapshot: str, disks: list[dict[str, t.Any]], memory:
     if memory != 'no':
         share = (dom.info()[2] if memory_kib is None else memory_kib) * 1024 + MEMORY_SNAPSHOT_MARGIN
     margin = margin_mb << 20
-    needs = {d['file']: margin + (share if d is covered[0] else 0) for d in covered}
+    holder = memory_disk(dom, disks)
+    needs = {d['file']: margin + (share if d is holder else 0) for d in covered}
     unchecked = []
     short = []
     for path, needed in needs.items():
