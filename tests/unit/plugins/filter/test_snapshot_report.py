@@ -15,8 +15,8 @@ import jinja2
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kvm.snapshots.plugins.filter.snapshot_report import (
-    FilterModule,
+from ansible_collections.kvm.snapshots.plugins.filter.snapshot_report import FilterModule
+from ansible_collections.kvm.snapshots.plugins.plugin_utils._snapshot_report import (
     human_age,
     human_bytes,
     snapshot_report,
@@ -82,8 +82,11 @@ def report(hosts, **options):
     return snapshot_report(hosts, now=NOW, **options)
 
 
-def test_registered_under_its_name():
-    assert FilterModule().filters()['snapshot_report'] is snapshot_report
+def test_registered_under_its_name_and_passes_everything_on(fleet):
+    registered = FilterModule().filters()['snapshot_report']
+    assert registered(fleet, now=NOW, age_warn='7d', fail_on='crit') == report(fleet, age_warn='7d', fail_on='crit')
+    with pytest.raises(AnsibleFilterError, match='expects a list'):
+        registered('hv1')
 
 
 def test_numbers_of_a_fleet(fleet):
