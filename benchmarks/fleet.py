@@ -23,7 +23,7 @@ floor's code) prune ``fleet-*`` keeping the newest 1 (deletes ``fleet-1``); clea
 
 Then the guest-level workflow: ``playbooks/guarded_change.yml`` over G of the shut-off domains registered as guests
 (local connection, a change that does nothing), one batch (``kvm_serial: ['100%']``), ``kvm_soak`` set so that the
-snapshots stay; its pre-change phase (the pre_change role's tasks, timed by benchmarks/callback_plugins) against
+snapshots stay, ``kvm_snapshot_jobs: 0`` (the lab's hypervisors share one machine's job slots); its pre-change phase (the pre_change role's tasks, timed by benchmarks/callback_plugins) against
 ``hypervisor_snapshots.yml`` snapshot of the same G domains; with the batched phase (the default) and, on at most
 --per-guest-guests guests, with one run per guest (kvm_snapshot_batch=false).
 
@@ -350,7 +350,11 @@ class Fleet:
         change_id = f'b{self._runs}'
         seconds, phases = self.playbook('guarded_change.yml', inventory, {
             'kvm_change_tasks': str(change), 'kvm_change_id': change_id, 'kvm_serial': ['100%'], 'kvm_soak': '1d',
-            'kvm_snapshot_batch': batch, 'kvm_connection_mode': 'hypervisor'})
+            'kvm_snapshot_batch': batch, 'kvm_connection_mode': 'hypervisor',
+            # no job-slot limit: the slots are lock files of the machine the modules run on, and the lab's hypervisors
+            # are one machine, so the default 4 a hypervisor would be 4 for the whole fleet (hypervisor_snapshots.yml,
+            # which it is compared with, has no such limit); each leader then takes its guests' snapshots all at once
+            'kvm_snapshot_jobs': 0})
         pre = [r for r in phases['tasks'] if r['role'] == 'pre_change']
         phase = max(r['end'] for r in pre) - min(r['start'] for r in pre)
         runs = sum(r['runs'] for r in pre if r['action'].startswith('kvm.snapshots.'))
