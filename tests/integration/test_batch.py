@@ -21,6 +21,7 @@ import typing as t
 
 import pytest
 
+import lab as lab_tool  # tests/lab/lab.py (on the path through conftest.py)
 from test_modules_common import blank, independent  # noqa: F401  # pylint: disable=unused-import
 
 PLAYBOOK = pathlib.Path(__file__).resolve().parents[2] / 'playbooks' / 'hypervisor_snapshots.yml'
@@ -117,6 +118,35 @@ def test_missing_domain_fails_the_task_after_the_others(lab, blank, independent,
     assert run.recap()['localhost']['failed'] == 1
 
 
+def test_disk_only_auto_takes_memory_where_no_disk_only_snapshot_fits_and_says_why(lab, blank, independent,
+                                                                                  run_playbook):
+    # blank domains: SeaBIOS idles, so a running one has an agent channel but no agent that answers
+    running, shutoff = blank('hv-auto-run'), blank('hv-auto-off', state='shutoff')
+    extra = {'kvm_target': 'all', 'kvm_action': 'snapshot', 'kvm_snapshot_name': 'auto-1',
+             'kvm_domains': [f'{lab.prefix}hv-auto-*'], 'kvm_disk_only': 'auto', 'kvm_agent_timeout': 1}
+    run = run_playbook(PLAYBOOK, extra, args=['-v'])
+    results = by_domain(result_of(run, SNAPSHOT_TASK))
+    why_running = ('cannot revert a disk-only snapshot' if lab_tool.libvirt_version(lab.uri)[:2] < (9, 9)
+                   else 'the guest agent does not answer')
+    assert why_running in results[running]['kind']['choice']
+    assert results[shutoff]['kind']['choice'] == 'the domain is not running'
+    # what libvirt holds (virsh): the running domain's memory is in the snapshot, no disk got an overlay
+    for dom, state in ((running, 'running'), (shutoff, 'shutoff')):
+        assert results[dom]['changed'] and independent.snapshot_names(dom) == ['auto-1']
+        xml = independent.snapshot_xml(dom, 'auto-1')
+        assert xml.findtext('state') == state
+        assert [disk.get('snapshot') for disk in xml.find('disks')] == ['internal']
+    assert independent.snapshot_xml(running, 'auto-1').find('memory').get('snapshot') == 'internal'
+    report = json.dumps(result_of(run, REPORT_TASK))
+    assert f'{shutoff} internal, memory {results[shutoff]["kind"]["memory"]} (the domain is not running)' in report
+    assert f'{running} internal, memory internal ({results[running]["kind"]["choice"]})' in report
+    # without kvm_disk_only the playbook does as before: no choice, no kind in the report
+    plain = {k: v for k, v in extra.items() if k != 'kvm_disk_only'}
+    run = run_playbook(PLAYBOOK, dict(plain, kvm_snapshot_name='plain-1'), args=['-v'])
+    assert 'choice' not in by_domain(result_of(run, SNAPSHOT_TASK))[running]['kind']
+    assert ', memory ' not in json.dumps(result_of(run, REPORT_TASK))
+
+
 def test_prune_in_batch(lab, blank, independent, run_playbook):
     doms = [blank(f'hv-prune-{i}') for i in (1, 2, 3)]
     for dom in doms:
@@ -151,7 +181,11 @@ def test_prune_in_batch(lab, blank, independent, run_playbook):
     ({'kvm_action': 'cleanup'}, 'kvm_action=cleanup needs the snapshot name: -e kvm_snapshot_name=NAME.'),
     ({'kvm_action': 'snapshot', 'kvm_snapshot_name': 'n', 'kvm_domains': []},
      "kvm_domains is empty; give names or globs of VMs ('*' for every VM)."),
-], ids=['prune-rule', 'action', 'name', 'domains'])
+    ({'kvm_action': 'snapshot', 'kvm_snapshot_name': 'n', 'kvm_disk_only': 'sometimes'},
+     'kvm_disk_only ("sometimes") and kvm_quiesce ("false") must each be true, false or auto.'),
+    ({'kvm_action': 'snapshot', 'kvm_snapshot_name': 'n', 'kvm_disk_only': 'auto', 'kvm_quiesce': 'maybe'},
+     'kvm_disk_only ("auto") and kvm_quiesce ("maybe") must each be true, false or auto.'),
+], ids=['prune-rule', 'action', 'name', 'domains', 'disk-only', 'quiesce'])
 def test_variables_are_checked_before_anything_runs(run_playbook, extra, message):
     run = run_playbook(PLAYBOOK, {'kvm_target': 'all', **extra}, expect_rc=2)
     assert message in run.stdout, run
