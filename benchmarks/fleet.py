@@ -23,7 +23,8 @@ floor's code) prune ``fleet-*`` keeping the newest 1 (deletes ``fleet-1``); clea
 
 Then the guest-level workflow: ``playbooks/guarded_change.yml`` over G of the shut-off domains registered as guests
 (local connection, a change that does nothing), one batch (``kvm_serial: ['100%']``), ``kvm_soak`` set so that the
-snapshots stay, ``kvm_snapshot_jobs: 0`` (the lab's hypervisors share one machine's job slots); its pre-change phase (the pre_change role's tasks, timed by benchmarks/callback_plugins) against
+snapshots stay, ``kvm_snapshot_jobs: 0`` (the lab's hypervisors share one machine's job slots); its pre-change phase
+(the pre_change role's tasks, timed by benchmarks/callback_plugins) against
 ``hypervisor_snapshots.yml`` snapshot of the same G domains; with the batched phase (the default) and, on at most
 --per-guest-guests guests, with one run per guest (kvm_snapshot_batch=false).
 

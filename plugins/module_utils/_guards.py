@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import typing as t
+import xml.etree.ElementTree as ET
 
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import has_agent_channel
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
@@ -170,7 +171,7 @@ def check_monitor_name(dom: t.Any, name: str, action: str = 'create') -> None:
     check_monitor_names(dom, [name], 'revert' if action == 'a revert' else action)
 
 
-def check_quiesce(dom: t.Any, state: str, xml: t.Any = None) -> None:
+def check_quiesce(dom: t.Any, state: str, xml: str | ET.Element | None = None) -> None:
     """Refuse quiesce where qemu-guest-agent cannot freeze the file systems: a guest that does not run, or a domain
     without the agent's channel (``xml``: the domain's XML or its tree, if read)."""
     if state != 'running':

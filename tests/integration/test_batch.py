@@ -118,8 +118,8 @@ def test_missing_domain_fails_the_task_after_the_others(lab, blank, independent,
     assert run.recap()['localhost']['failed'] == 1
 
 
-def test_disk_only_auto_takes_memory_where_no_disk_only_snapshot_fits_and_says_why(lab, blank, independent,
-                                                                                  run_playbook):
+def test_disk_only_auto_takes_memory_where_no_disk_only_snapshot_fits_and_says_why(
+        lab, blank, independent, run_playbook):
     # blank domains: SeaBIOS idles, so a running one has an agent channel but no agent that answers
     running, shutoff = blank('hv-auto-run'), blank('hv-auto-off', state='shutoff')
     extra = {'kvm_target': 'all', 'kvm_action': 'snapshot', 'kvm_snapshot_name': 'auto-1',
