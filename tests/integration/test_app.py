@@ -91,6 +91,25 @@ def test_application_rolled_back_together_batched_and_cleaned_up(lab: t.Any, run
         assert lab.state(dom) == 'running' and current_snapshot(lab, dom) == 'pre-change-app1', dom
         assert len([n for n in snapshot_names(lab, dom) if n.startswith('pre-change-app1-safety-')]) == 2, dom
 
+    # cleanup_now.yml with the change id deletes the group snapshot from both members by one snapshot_group run on
+    # the application's leader: check mode deletes nothing, the real run deletes pre-change-app1 (the safety
+    # snapshots, its children, stay), a re-run has nothing left to delete
+    safety = {dom: {n for n in snapshot_names(lab, dom) if n.startswith('pre-change-app1-safety-')} for dom in (db, web)}
+    cleanup = {'inventory': inventory, 'args': ['--limit', 'web1,db1'], 'extra_vars': {'kvm_change_id': 'app1'}}
+    checked_run = run_playbook(PLAYBOOKS / 'cleanup_now.yml', check=True, **cleanup)
+    group_task = 'TASK [kvm.snapshots.cleanup : Delete the group snapshot from every member, on the leader]'
+    assert group_task in checked_run.stdout, checked_run
+    assert all(snapshot_names(lab, dom) == safety[dom] | {'pre-change-app1'} for dom in (db, web)), checked_run
+    deleted = run_playbook(PLAYBOOKS / 'cleanup_now.yml', **cleanup)
+    group_part = task_output(deleted.stdout, group_task[len('TASK ['):-1])
+    assert group_part.count('changed: [') == 1 and 'skipping: [' in group_part, deleted  # one run, on the leader
+    assert f'{web}: deleted pre-change-app1' in deleted.stdout and f'{db}: deleted pre-change-app1' in deleted.stdout
+    for dom in (db, web):
+        assert snapshot_names(lab, dom) == safety[dom] and lab.state(dom) == 'running', dom
+    again = run_playbook(PLAYBOOKS / 'cleanup_now.yml', **cleanup)
+    assert f'{web}: deleted nothing' in again.stdout and f'{db}: deleted nothing' in again.stdout, again
+    assert all(again.recap()[h]['changed'] == 0 for h in ('web1', 'db1')), again
+
 
 def test_application_on_two_hypervisors_needs_the_uri_mode(run_playbook: t.Any, tmp_path: t.Any):
     """An application whose guests are on two hypervisors in the connection mode "hypervisor" cannot be snapshotted by

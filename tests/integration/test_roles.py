@@ -278,6 +278,29 @@ def test_preflight_refuses_before_changing_anything(lab, run_playbook, tmp_path)
         assert snapshot_names(lab, raw) == set()
 
 
+@pytest.mark.libvirt(at_least=(9, 9), reason='the setup reverts to an external snapshot, which libvirt does from 9.9')
+def test_replace_keeps_the_new_snapshot_when_the_old_cannot_be_deleted(lab, run_playbook, tmp_path):
+    """pre_change_replace deletes the other changes' pre-change snapshots once the new one is there. libvirt refuses
+    to delete an external snapshot with two children ("multiple children snapshots not supported"): here the old
+    pre-change snapshot was reverted to after a later snapshot (x), so the new one becomes its second child. The
+    guest fails alone and says that its new snapshot is there; nothing is lost (virsh: all three snapshots stay,
+    the new one is current)."""
+    dom = lab.blank_domain('replace', state='running')
+    for argv in (('snapshot-create-as', dom, 'pre-change-old', '--disk-only', '--atomic'),
+                 ('snapshot-create-as', dom, 'x', '--disk-only', '--atomic'),
+                 ('snapshot-revert', dom, 'pre-change-old', '--running')):
+        assert lab.virsh(*argv).returncode == 0, argv
+    inventory = write_inventory(tmp_path / 'replace.yml', {'repl1': {'kvm_domain': dom}})
+    result = run_playbook(PLAYBOOKS / 'snapshot_now.yml', inventory=inventory, expect_rc=2,
+                          extra_vars={'kvm_change_id': 'new', 'pre_change_replace': True})
+    assert result.recap()['repl1']['failed'] == 1, result
+    assert ('The pre-change snapshot pre-change-new of repl1 is there, but a pre-change snapshot of another change '
+            'could not be deleted: ') in result.stdout, result
+    assert 'multiple children' in result.stdout, result
+    assert snapshot_names(lab, dom) == {'pre-change-old', 'x', 'pre-change-new'}
+    assert current_snapshot(lab, dom) == 'pre-change-new' and lab.state(dom) == 'running'
+
+
 def read_guest_file(lab: t.Any, domain: str, path: str) -> str:
     """A file of the guest, read by its agent alone (works with /usr/bin deleted)."""
     handle = lab.agent_command(domain, {'execute': 'guest-file-open', 'arguments': {'path': path, 'mode': 'r'}})
