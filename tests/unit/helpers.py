@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What the unit tests share, written once: the test driver's URI, domain XML, a hand-made libvirt error, the
-snapshot names of a domain, and a stand-in domain with one disk on a file system of a chosen free space.
+snapshot names of a domain, a stand-in domain with one disk on a file system of a chosen free space, and the base of
+the proxies that make a test-driver object do what the test driver cannot.
 
 Import as ``from ansible_collections.kvm.snapshots.tests.unit.helpers import ...``; the fixtures built on these
 (``conn``, ``make_domain``, ``add_snapshot``) are in tests/unit/conftest.py.
@@ -57,6 +58,18 @@ def fake_error(code, text, domain=0):
 def snapshot_names(dom):
     """The names of a domain's snapshots, sorted, as libvirt lists them."""
     return sorted(snap.getName() for snap in dom.listAllSnapshots(0))
+
+
+class Proxy:
+    """A libvirt object of the test driver (a domain, a snapshot) whose methods a subclass replaces where the test
+    driver cannot do what a test needs (refuse, race, count the calls); every other attribute is the wrapped
+    object's (``self.wrapped``)."""
+
+    def __init__(self, wrapped):
+        self.wrapped = wrapped
+
+    def __getattr__(self, attr):
+        return getattr(self.wrapped, attr)
 
 
 class DiskDomain:

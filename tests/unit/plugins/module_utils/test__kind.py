@@ -15,6 +15,7 @@ import pytest
 from ansible_collections.kvm.snapshots.plugins.module_utils import _kind as k
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import domain_disks, domain_state
+from ansible_collections.kvm.snapshots.tests.unit.helpers import Proxy
 
 V9_0, V9_9, V10_10, V11_3, V11_4 = 9_000_000, 9_009_000, 10_010_000, 11_003_000, 11_004_000
 
@@ -139,22 +140,19 @@ def test_one_kind_per_domain(make_domain, add_snapshot):
     assert plan(dom, V11_4).location == 'internal'
 
 
-class _WithExternal:
+class _WithExternal(Proxy):
     """A domain of the test driver that also reports external snapshots (the test driver makes none)."""
 
     def __init__(self, dom, names):
-        self._dom = dom
+        super().__init__(dom)
         self._names = names
-
-    def __getattr__(self, attr):
-        return getattr(self._dom, attr)
 
     def listAllSnapshots(self, flags=0):
         if flags & k.LIST_EXTERNAL:
             return [_Named(n) for n in self._names]
         if flags & k.LIST_INTERNAL:
             return []
-        return self._dom.listAllSnapshots(flags)
+        return self.wrapped.listAllSnapshots(flags)
 
 
 class _Named:

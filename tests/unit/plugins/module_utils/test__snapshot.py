@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.kvm.snapshots.plugins.module_utils import _snapshot as s
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import Plan
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import FROM_RPC, SnapshotError
-from ansible_collections.kvm.snapshots.tests.unit.helpers import fake_error
+from ansible_collections.kvm.snapshots.tests.unit.helpers import Proxy, fake_error
 from ansible_collections.kvm.snapshots.tests.unit.plugins.module_utils.texts import HOSTILE_TEXT
 
 
@@ -239,33 +239,28 @@ def test_lookup_snapshot_error_other_than_missing_is_plain(make_domain, conn):
 # delete_snapshot, delete_with_descendants: on the test driver, with a busy lock or a rival run stood in
 
 
-class Rival:
+class Rival(Proxy):
     """A domain whose snapshots' delete first meets ``busy`` busy-lock errors (another job holds the domain), or
     finds the snapshot deleted by another run (``rival``); everything else is the test driver's."""
 
     def __init__(self, dom, busy=0, rival=False):
-        self.dom, self.busy, self.rival, self.calls = dom, busy, rival, 0
-
-    def __getattr__(self, attr):
-        return getattr(self.dom, attr)
+        super().__init__(dom)
+        self.busy, self.rival, self.calls = busy, rival, 0
 
     def snapshotLookupByName(self, name, flags):
-        snap = self.dom.snapshotLookupByName(name, flags)
+        snap = self.wrapped.snapshotLookupByName(name, flags)
         outer = self
 
-        class Snap:
-            def __getattr__(self, attr):
-                return getattr(snap, attr)
-
+        class Snap(Proxy):
             def delete(self, flags):
                 outer.calls += 1
                 if outer.calls <= outer.busy:
                     raise fake_error(68, 'Timed out during operation: cannot acquire state change lock '
                                          '(held by monitor=remoteDispatchDomainSnapshotCreateXML)')
                 if outer.rival:
-                    outer.dom.snapshotLookupByName(name, 0).delete(flags)  # the other run was faster
+                    outer.wrapped.snapshotLookupByName(name, 0).delete(flags)  # the other run was faster
                 return snap.delete(flags)
-        return Snap()
+        return Snap(snap)
 
 
 def names(dom):
@@ -324,14 +319,8 @@ def test_delete_snapshot_gone_meanwhile_is_not_an_error(make_domain, add_snapsho
     assert names(dom) == ['kept']
 
 
-class NoLookup:
+class NoLookup(Proxy):
     """A domain whose snapshots must not be looked up (the caller passed the snapshot object)."""
-
-    def __init__(self, dom):
-        self.dom = dom
-
-    def __getattr__(self, attr):
-        return getattr(self.dom, attr)
 
     def snapshotLookupByName(self, name, flags):
         raise AssertionError(f'{name} looked up again')

@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _kind, _libvirt, _storage
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot
-from ansible_collections.kvm.snapshots.tests.unit.helpers import DOMAIN_XML, fake_error, snapshot_names, statvfs_with
+from ansible_collections.kvm.snapshots.tests.unit.helpers import DOMAIN_XML, Proxy, fake_error, snapshot_names, statvfs_with
 
 
 def stored_xml(dom, name):
@@ -228,15 +228,12 @@ def test_batch_globs_and_failure_isolation(run_failing, run_module, make_domain)
     assert [r['changed'] for r in ok['results']] == [False, False, False]
 
 
-class _ExternalCapable:
+class _ExternalCapable(Proxy):
     """A test-driver domain that also records disk-only creation (the test driver rejects DISK_ONLY)."""
 
     def __init__(self, dom):
-        self._dom = dom
+        super().__init__(dom)
         self.calls = []
-
-    def __getattr__(self, attr):
-        return getattr(self._dom, attr)
 
     def snapshotCreateXML(self, xml, flags):
         self.calls.append((xml, flags))
@@ -245,10 +242,10 @@ class _ExternalCapable:
             root = ET.fromstring(xml)  # the module names the overlays itself
             ET.SubElement(root, 'state').text = 'disk-snapshot'
             ET.SubElement(root, 'creationTime').text = '1795635615'
-            root.append(ET.fromstring(self._dom.XMLDesc(0)))
-            return self._dom.snapshotCreateXML(ET.tostring(root, encoding='unicode'),
-                                               libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
-        return self._dom.snapshotCreateXML(xml, flags)
+            root.append(ET.fromstring(self.wrapped.XMLDesc(0)))
+            return self.wrapped.snapshotCreateXML(ET.tostring(root, encoding='unicode'),
+                                                  libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+        return self.wrapped.snapshotCreateXML(xml, flags)
 
 
 def test_disk_only_and_quiesce_flags(run_failing, run_module, make_domain, monkeypatch, conn):
@@ -272,17 +269,11 @@ def test_disk_only_and_quiesce_flags(run_failing, run_module, make_domain, monke
     assert snapshot_names(dom) == ['ext']
 
 
-class _LosesTheRace:
+class _LosesTheRace(Proxy):
     """A domain on which another run takes the same snapshot name just before this run does."""
 
-    def __init__(self, dom):
-        self._dom = dom
-
-    def __getattr__(self, attr):
-        return getattr(self._dom, attr)
-
     def snapshotCreateXML(self, xml, flags):
-        self._dom.snapshotCreateXML(xml, flags)  # the other run wins
+        self.wrapped.snapshotCreateXML(xml, flags)  # the other run wins
         error = libvirt.libvirtError("domain snapshot 'race' already exists")
         error.get_error_code = lambda: libvirt.VIR_ERR_OPERATION_INVALID
         raise error
@@ -337,23 +328,20 @@ def test_silent_uri_times_out(run_failing, run_module):
         server.close()
 
 
-class _CountsCurrent:
+class _CountsCurrent(Proxy):
     """A domain that counts the reads of its current snapshot (hasCurrentSnapshot, snapshotCurrent)."""
 
     def __init__(self, dom):
-        self._dom = dom
+        super().__init__(dom)
         self.current_reads = 0
-
-    def __getattr__(self, attr):
-        return getattr(self._dom, attr)
 
     def hasCurrentSnapshot(self, flags):
         self.current_reads += 1
-        return self._dom.hasCurrentSnapshot(flags)
+        return self.wrapped.hasCurrentSnapshot(flags)
 
     def snapshotCurrent(self, flags):
         self.current_reads += 1
-        return self._dom.snapshotCurrent(flags)
+        return self.wrapped.snapshotCurrent(flags)
 
 
 def test_check_mode_predicts_the_parent_and_a_real_run_reads_no_current_snapshot_before_it(
@@ -582,30 +570,18 @@ def test_without_conflicts_the_result_has_no_conflict_keys(run_module, make_doma
     assert made['power_state'] == 'running'
 
 
-class _StuckSnapshot:
+class _StuckSnapshot(Proxy):
     """A snapshot whose deletion libvirt refuses (an error the module does not explain itself)."""
-
-    def __init__(self, snap):
-        self._snap = snap
-
-    def __getattr__(self, attr):
-        return getattr(self._snap, attr)
 
     def delete(self, _flags):
         raise fake_error(libvirt.VIR_ERR_OPERATION_FAILED, 'operation failed: the disk is busy')
 
 
-class _StuckConflict:
+class _StuckConflict(Proxy):
     """A domain whose snapshot "pre-change-a" cannot be deleted."""
 
-    def __init__(self, dom):
-        self._dom = dom
-
-    def __getattr__(self, attr):
-        return getattr(self._dom, attr)
-
     def snapshotLookupByName(self, name, flags):
-        snap = self._dom.snapshotLookupByName(name, flags)
+        snap = self.wrapped.snapshotLookupByName(name, flags)
         return _StuckSnapshot(snap) if name == 'pre-change-a' else snap
 
 

@@ -14,7 +14,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _group, _kind, _libvirt
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot, snapshot_group, snapshot_info
-from ansible_collections.kvm.snapshots.tests.unit.helpers import snapshot_names
+from ansible_collections.kvm.snapshots.tests.unit.helpers import Proxy, snapshot_names
 
 RUNNING, PAUSED, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF
 
@@ -27,40 +27,37 @@ def members(*doms):
     return [{'domain': d.name()} for d in doms]
 
 
-class Recorder:
+class Recorder(Proxy):
     """A test-driver domain that records freeze, thaw, pause and resume in one shared log (and can fail one)."""
 
     def __init__(self, dom, log, fail=None):
-        self._dom = dom
+        super().__init__(dom)
         self.log = log
         self.fail = fail or {}
 
-    def __getattr__(self, attr):
-        return getattr(self._dom, attr)
-
     def _call(self, what, call, *args):
-        self.log.append((what, self._dom.name()))
+        self.log.append((what, self.wrapped.name()))
         if what in self.fail:
             raise libvirt.libvirtError(self.fail[what])
         return call(*args)
 
     def fsFreeze(self, mountpoints=None, flags=0):
-        return self._call('freeze', self._dom.fsFreeze, mountpoints, flags)
+        return self._call('freeze', self.wrapped.fsFreeze, mountpoints, flags)
 
     def fsThaw(self, mountpoints=None, flags=0):
-        return self._call('thaw', self._dom.fsThaw, mountpoints, flags)
+        return self._call('thaw', self.wrapped.fsThaw, mountpoints, flags)
 
     def suspend(self):
-        return self._call('pause', self._dom.suspend)
+        return self._call('pause', self.wrapped.suspend)
 
     def resume(self):
-        return self._call('resume', self._dom.resume)
+        return self._call('resume', self.wrapped.resume)
 
     def snapshotCreateXML(self, xml, flags):
-        self.log.append(('snapshot', self._dom.name()))
+        self.log.append(('snapshot', self.wrapped.name()))
         if 'slow' in self.fail:
             time.sleep(self.fail['slow'])
-            self.log.append(('snapshot done', self._dom.name()))
+            self.log.append(('snapshot done', self.wrapped.name()))
         if 'snapshot' in self.fail:
             raise libvirt.libvirtError(self.fail['snapshot'])
         if flags & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY:
@@ -68,10 +65,10 @@ class Recorder:
             root = ET.fromstring(xml)
             ET.SubElement(root, 'state').text = 'disk-snapshot'
             ET.SubElement(root, 'creationTime').text = '1795635615'
-            root.append(ET.fromstring(self._dom.XMLDesc(0)))
-            return self._dom.snapshotCreateXML(ET.tostring(root, encoding='unicode'),
-                                               libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
-        return self._dom.snapshotCreateXML(xml, flags)
+            root.append(ET.fromstring(self.wrapped.XMLDesc(0)))
+            return self.wrapped.snapshotCreateXML(ET.tostring(root, encoding='unicode'),
+                                                  libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+        return self.wrapped.snapshotCreateXML(xml, flags)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _libvirt
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot, snapshot_revert
+from ansible_collections.kvm.snapshots.tests.unit.helpers import Proxy
 
 RUNNING, PAUSED, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF
 
@@ -155,15 +156,12 @@ def test_external_snapshot_needs_libvirt_9_9(run_failing, make_domain, monkeypat
     assert dom.state(0)[0] == RUNNING
 
 
-class _RiskyRevert:
+class _RiskyRevert(Proxy):
     """The test driver has no risky reverts: a domain whose revert libvirt refuses unless forced."""
 
     def __init__(self, dom):
-        self._dom = dom
+        super().__init__(dom)
         self.flags = []
-
-    def __getattr__(self, attr):
-        return getattr(self._dom, attr)
 
     def revertToSnapshot(self, snap, flags):
         self.flags.append(flags)
@@ -171,7 +169,7 @@ class _RiskyRevert:
             error = libvirt.libvirtError('revert requires force: target domain cpu does not match source')
             error.get_error_code = lambda: libvirt.VIR_ERR_SNAPSHOT_REVERT_RISKY
             raise error
-        return self._dom.revertToSnapshot(snap, flags & ~libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
+        return self.wrapped.revertToSnapshot(snap, flags & ~libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
 
 
 def test_risky_revert_needs_force(run_failing, run_module, snapped, monkeypatch):
