@@ -59,6 +59,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._uri import (
     uri_problem,
     uri_secrets,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._release import ReleaseGuard
 from ansible_collections.kvm.snapshots.plugins.module_utils._revert import revert_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._snapshot import (
     create_snapshot,
@@ -479,31 +480,40 @@ class GroupManager:
             if not made:
                 raise SnapshotError(f'another run took snapshot "{self.name}" of domain "{member.domain}" meanwhile')
 
-        errors = _parallel(running, freeze)
-        stage = 'freezing' if mode == 'agent' else 'pausing'
-        thawed = False
-        if not errors:
-            stage = 'taking the snapshots'
-            remaining = max(0.0, timeout - (time.monotonic() - started))
-            pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(self.members))
-            futures = {pool.submit(snapshot, m): m for m in self.members}
-            done, not_done = concurrent.futures.wait(futures, timeout=remaining)
-            if not_done:
-                first = 'freeze' if mode == 'agent' else 'pause' if running else 'snapshot'
-                for future in not_done:
-                    errors[futures[future].label] = (f'its snapshot was not taken within timeout ({timeout} s) after '
-                                                     f'the first {first}')
-                self._thaw_all(running, mode, errors)  # bound the window first; the snapshots finish meanwhile
-                thawed = True
-            pool.shutdown(wait=True)
-            for future in futures:
-                exc = future.exception()
-                if exc is not None:
-                    member = futures[future]
-                    errors[member.label] = exc.msg if isinstance(exc, SnapshotError) else \
-                        describe(exc, f'Snapshot of "{member.domain}"') if isinstance(exc, LibvirtError) else str(exc)
-        if not thawed:
-            self._thaw_all(running, mode, errors)
+        # if this process dies inside the window, the guard thaws or resumes the members (_release.py)
+        guard = ReleaseGuard(self.name, mode, [(m.uri, m.domain) for m in running], timeout)
+        if running:
+            guard.start()
+        try:
+            errors = _parallel(running, freeze)
+            stage = 'freezing' if mode == 'agent' else 'pausing'
+            thawed = False
+            if not errors:
+                stage = 'taking the snapshots'
+                remaining = max(0.0, timeout - (time.monotonic() - started))
+                pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(self.members))
+                futures = {pool.submit(snapshot, m): m for m in self.members}
+                done, not_done = concurrent.futures.wait(futures, timeout=remaining)
+                if not_done:
+                    first = 'freeze' if mode == 'agent' else 'pause' if running else 'snapshot'
+                    for future in not_done:
+                        errors[futures[future].label] = (f'its snapshot was not taken within timeout ({timeout} s) '
+                                                         f'after the first {first}')
+                    # bound the window first; the snapshots finish meanwhile
+                    self._thaw_all(running, mode, errors, guard)
+                    thawed = True
+                pool.shutdown(wait=True)
+                for future in futures:
+                    exc = future.exception()
+                    if exc is not None:
+                        member = futures[future]
+                        errors[member.label] = exc.msg if isinstance(exc, SnapshotError) else \
+                            describe(exc, f'Snapshot of "{member.domain}"') if isinstance(exc, LibvirtError) \
+                            else str(exc)
+            if not thawed:
+                self._thaw_all(running, mode, errors, guard)
+        finally:
+            guard.abandon()  # not every member released: the guard goes on trying
         ends = [m.thawed_at for m in running if m.thawed_at] or [time.monotonic()]
         window_ms = int(round((max(ends) - min([m.frozen_at for m in running if m.frozen_at] or [started])) * 1000))
         if not errors and window_ms > timeout * 1000:
@@ -516,7 +526,7 @@ class GroupManager:
             member.status = 'taken'
         return window_ms
 
-    def _thaw_all(self, running: list[Member], mode: str, errors: dict[str, str]) -> None:
+    def _thaw_all(self, running: list[Member], mode: str, errors: dict[str, str], guard: ReleaseGuard) -> None:
         def thaw(member: Member) -> None:
             if not member.frozen:
                 return
@@ -534,8 +544,11 @@ class GroupManager:
                 member.thawed_at = time.monotonic()
             member.frozen = False
 
+        failed = _parallel(running, thaw)
+        if not failed:
+            guard.done()
         errors.update({f'{label} (thaw)' if mode == 'agent' else f'{label} (resume)': msg
-                       for label, msg in _parallel(running, thaw).items()})
+                       for label, msg in failed.items()})
 
     def _undo(self, errors: dict[str, str], stage: str, window_ms: int, mode: str, freeze_used: str) -> t.NoReturn:
         left: list[str] = []

@@ -141,6 +141,10 @@ options:
     default: all_or_none
 notes:
   - The members are frozen, snapshotted and thawed in parallel, one thread per member, over one connection per URI.
+  - If the module's process dies inside the window (killed, out of memory, its process group signalled), a release
+    guard it started before the first freeze, a process in a session of its own, waits for the snapshots libvirt is
+    taking and then thaws or resumes every member, and logs that to syslog. A group that only some members hold
+    afterwards is refused by the next run; delete it with O(state=absent).
   - A disk-only snapshot taken with O(freeze=agent) is consistent at the file-system level in every member, as
     after a sync, but holds no memory; applications that keep state only in memory should use O(freeze=pause).
   - Reverting external snapshots needs libvirt 9.9 or later on that member's hypervisor; an older one is named

@@ -1,0 +1,89 @@
+# Copyright (c) 2026, kvm.snapshots contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""kvm.snapshots.snapshot_group killed inside its window (both stacks): its release guard thaws or resumes the
+members all the same, and the group snapshot libvirt finished is whole.
+
+The run is a real ``ansible`` process (fault_fixtures.ModuleRun). QEMU of the shared Debian guest is stopped
+(SIGSTOP) while libvirt takes the guest's snapshot, once the module has started its guard (so the members are
+frozen or paused and the module cannot get to its own thaw); then every process of the run is SIGKILLed but the
+guard, as a kill of the module and its parents, or of their process groups, leaves it; then QEMU goes on. Checked
+with virsh and the guest agent (guest-fsfreeze-status).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import libvirt
+import pytest
+
+from conftest import STACK, URI
+from fault_fixtures import ok
+from kslab.processes import frozen_mid_job, job_active, pid_alive, wait_until
+# pytest finds fixtures by name in the test module: import the shared ones
+from test_modules_common import blank, guest, independent  # noqa: F401  # pylint: disable=unused-import
+
+GUARD_MARK = b'# kvm.snapshots release guard'
+
+
+def guard_of(run) -> int | None:
+    """The pid of the release guard the module started, once it runs."""
+    for pid in run.tree():
+        with contextlib.suppress(OSError):
+            with open(f'/proc/{pid}/cmdline', 'rb') as handle:
+                if GUARD_MARK in handle.read():
+                    return pid
+    return None
+
+
+@pytest.mark.parametrize('freeze', ['agent', 'pause'])
+def test_killed_inside_the_window_releases_every_member(freeze, guest, blank, independent, lab, module):
+    # agent: the guest's file systems are frozen for real (a shut-off member beside it); pause: both running
+    # members are paused. location external: the kind a running member gets with freeze agent on both stacks.
+    other = blank('kill-other', state='shutoff' if freeze == 'agent' else 'running')
+    args = {'name': 'killed', 'uri': URI, 'freeze': freeze, 'members': [{'domain': guest}, {'domain': other}]}
+    if freeze == 'agent':
+        args['location'] = 'external'
+    running = [guest] if freeze == 'agent' else [guest, other]
+    conn = libvirt.open(URI)
+    dom = conn.lookupByName(guest)
+    qemu = int(open(STACK.host_path(f'/run/libvirt/qemu/{guest}.pid'), encoding='ascii').read().strip())
+
+    def in_the_window() -> bool:
+        # the guard runs only from just before the first freeze or pause; a libvirt job on the guest then is its
+        # snapshot (a freeze is an agent job, which the domain's control info does not show)
+        paused = dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+        return guard_of(run) is not None and (freeze == 'agent' or paused)
+
+    run = module('snapshot_group', args)
+    with frozen_mid_job(qemu, dom, 'the group snapshot of the guest', in_the_window):
+        guard = guard_of(run)
+        assert guard is not None and os.getsid(guard) == guard  # a session of its own
+        doomed = [pid for pid in run.tree() if pid != guard]
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run.wait(timeout=30)
+        assert run.rc == -signal.SIGKILL and not run.result, run
+        wait_until(lambda: not [pid for pid in doomed if pid_alive(pid)], 10, f'the killed processes {doomed} to go')
+        assert pid_alive(guard) and job_active(dom)
+    # QEMU goes on: libvirt finishes the snapshot, then the guard releases the members and exits
+    wait_until(lambda: not pid_alive(guard), 120, 'the release guard to release the members and exit', 0.2)
+    for name in running:
+        assert independent.domstate(name) == 'running', name
+    if freeze == 'agent':
+        assert lab.agent_command(guest, {'execute': 'guest-fsfreeze-status'}) == 'thawed'
+        lab.guest_exec(guest, ['/bin/sh', '-c', 'echo written > /root/after-kill && sync'], timeout=60)
+    # the jobs libvirt finished make a whole group: a new run finds it and changes nothing
+    for name in (guest, other):
+        assert independent.snapshot_names(name) == ['killed'], name
+    again = ok(module('snapshot_group', args))
+    assert not again['changed'] and {m['status'] for m in again['members']} == {'exists'}, again
+    gone = ok(module('snapshot_group', dict(args, state='absent')))
+    assert gone['changed'] and {m['status'] for m in gone['members']} == {'deleted'}, gone
+    for name in (guest, other):
+        assert independent.snapshot_names(name) == [], name
+    assert independent.blklist(guest) == {'vda': f'{lab.run_dir}/{guest}.vda.qcow2'}
