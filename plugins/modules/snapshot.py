@@ -333,9 +333,8 @@ unmatched:
 import fnmatch
 import typing as t
 
-from ansible.module_utils.parsing.convert_bool import boolean
-
 from ansible_collections.kvm.snapshots.plugins.module_utils._batch import BATCH_OPTIONS, DomainResult, run_domains
+from ansible_collections.kvm.snapshots.plugins.module_utils._choices import true_false_auto as read_true_false_auto
 from ansible_collections.kvm.snapshots.plugins.module_utils._domain import resume_interrupted, wait_idle
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_monitor_delete,
@@ -522,13 +521,11 @@ class SnapshotManager:
 
 
 def true_false_auto(value: t.Any, option: str) -> bool | str:
-    """An option that takes a boolean or auto: True, False or 'auto'."""
-    if isinstance(value, str) and value.strip().lower() == 'auto':
-        return 'auto'
-    try:
-        return boolean(value, strict=True)
-    except TypeError:
-        raise SnapshotError(f'{option} must be true, false or auto, not {value!r}. Nothing was changed.') from None
+    """An option that takes a boolean or auto: True, False or 'auto' (module_utils/_choices.py has the rule)."""
+    choice = read_true_false_auto(value)
+    if choice is None:
+        raise SnapshotError(f'{option} must be true, false or auto, not {value!r}. Nothing was changed.')
+    return choice
 
 
 def main() -> None:
