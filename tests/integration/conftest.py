@@ -115,25 +115,6 @@ def collections_path() -> t.Iterator[pathlib.Path]:
     shutil.rmtree(root)
 
 
-@pytest.fixture(scope='session')
-def hypervisors_inventory(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An inventory of the lab's hypervisors: group ``hypervisors``, host ``hypervisor`` (this run's stack, its
-    modules run here with this Python, which has libvirt-python; ``kvm_uri`` is the stack's URI)."""
-    path = tmp_path_factory.mktemp('hypervisors') / 'hypervisors.json'
-    path.write_text(json.dumps({'hypervisors': {'hosts': {'hypervisor': {
-        'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable, 'kvm_uri': URI}}}}))
-    return str(path)
-
-
-@pytest.fixture
-def ansible_module(ansible_adhoc: t.Callable[..., t.Any], hypervisors_inventory: str) -> t.Any:
-    """pytest-ansible's ansible_module on the lab's hypervisors, in-process (no ansible command to start):
-    ``getattr(ansible_module, 'kvm.snapshots.snapshot')(domain=..., name=...)['hypervisor']`` is the module's
-    result (``.is_failed``, ``.is_changed``, ``['msg']``); the dispatcher runs the module it looked up last, so
-    look it up for each run. For a run a test must kill, see fault_fixtures.module."""
-    return getattr(ansible_adhoc(inventory=hypervisors_inventory, host_pattern='hypervisors'), 'hypervisors')
-
-
 class PlaybookRun:
     """The outcome of one ansible-playbook run."""
 

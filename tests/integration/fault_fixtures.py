@@ -4,9 +4,7 @@
 """The harness of the fault tests (test_faults_*.py; this file holds no tests; conftest.py registers its fixtures).
 
 Every module run of ``module`` is a real ``ansible`` process (ad-hoc, one task) started in its own process
-group, so a test can kill it, or run several at once (``ok`` and ``failed`` wait for one). A test that only runs
-modules one after the other uses pytest-ansible's ``ansible_module`` (conftest.py): in-process, no ``ansible``
-to start each time; ``ok`` and ``failed`` take its results too. Domains are OS-less
+group, so a test can kill it, or run several at once (``ok`` and ``failed`` wait for one). Domains are OS-less
 (kslab.private_libvirtd.domain_xml): ``system`` makes them on the system libvirtd of the lab,
 ``private_libvirtd`` is a daemon of the tests' own to kill, restart and freeze. Outcomes are checked with the
 lab's probes (kslab.probes), the process table and the file system (kslab.processes).
@@ -119,35 +117,18 @@ def module(ansible_env):
             started.kill()
 
 
-def kvm(ansible_module: t.Any, module: str, /, **args: t.Any) -> t.Any:
-    """Run kvm.snapshots.<module> once, in-process, with pytest-ansible's ``ansible_module`` (conftest.py); its
-    result for ``ok`` or ``failed``. (The dispatcher runs the module it looked up last: look it up for each run.)"""
-    return getattr(ansible_module, f'kvm.snapshots.{module}')(**args)
-
-
-def ok(started: t.Any, timeout: float = 300) -> t.Mapping[str, t.Any]:
-    """Wait for a run that must succeed (a ModuleRun, or the result of an in-process ``ansible_module`` run on the
-    one hypervisor); its result."""
-    if not isinstance(started, ModuleRun):
-        (result,) = started.values()
-        assert result.is_successful, dict(result)
-        return result
+def ok(started: ModuleRun, timeout: float = 300) -> t.Mapping[str, t.Any]:
+    """Wait for a run that must succeed; its result."""
     started.wait(timeout)
     assert started.rc == 0 and started.status in ('SUCCESS', 'CHANGED'), repr(started)
     return started.result
 
 
-def failed(started: t.Any, timeout: float = 300) -> str:
-    """Wait for a run that must fail cleanly (a ModuleRun, or the result of an ``ansible_module`` run); its message
-    (never a traceback)."""
-    if isinstance(started, ModuleRun):
-        started.wait(timeout)
-        assert started.rc != 0 and started.status == 'FAILED', repr(started)
-        msg = started.result['msg']
-    else:
-        (result,) = started.values()
-        assert result.is_failed and not result.is_changed, dict(result)
-        msg = result['msg']
+def failed(started: ModuleRun, timeout: float = 300) -> str:
+    """Wait for a run that must fail cleanly, having changed nothing; its message (never a traceback)."""
+    started.wait(timeout)
+    assert started.rc != 0 and started.status == 'FAILED' and not started.result.get('changed'), repr(started)
+    msg = started.result['msg']
     assert 'Traceback' not in msg and 'Unexpected error' not in msg, msg
     return msg
 

@@ -17,10 +17,10 @@ import pathlib
 
 from kslab.probes import Independent
 
-from fault_fixtures import failed, kvm, ok
+from fault_fixtures import failed, ok
 
 
-def test_file_modes(system, ansible_module):
+def test_file_modes(system, module):
     """A full snapshot writes the memory into the image and makes no other file; the image holding it is
     not readable by others. Overlays of disk-only snapshots are readable by their owner only (libvirt 9.0
     makes offline ones 0644)."""
@@ -30,14 +30,14 @@ def test_file_modes(system, ansible_module):
     run_dir = os.path.dirname(full_disk)
     os.chmod(full_disk, 0o644)
     before = set(os.listdir(run_dir))
-    ok(kvm(ansible_module, 'snapshot', domain=full, name='full', uri=system.uri))
+    ok(module('snapshot', {'domain': full, 'name': 'full', 'uri': system.uri}))
     new_files = {f for f in set(os.listdir(run_dir)) - before if f.startswith(full)}
     assert new_files == set(), new_files
     assert Independent.qemu_img_snapshots(full_disk) == ['full']
     assert Independent.mode(full_disk) & 0o007 == 0, oct(Independent.mode(full_disk))
 
     for dom_name, disk in ((running, running_disk), (shutoff, shutoff_disk)):
-        ok(kvm(ansible_module, 'snapshot', domain=dom_name, name='overlay', uri=system.uri, disk_only=True))
+        ok(module('snapshot', {'domain': dom_name, 'name': 'overlay', 'uri': system.uri, 'disk_only': True}))
         overlay = system.check.blklist(dom_name)['vda']
         assert overlay != disk and os.path.isfile(overlay)
         assert Independent.mode(overlay) & 0o077 == 0, (dom_name, oct(Independent.mode(overlay)))
@@ -102,15 +102,15 @@ def test_hostile_names_and_descriptions(system, run_playbook, tmp_path):
     assert not any(place.exists() for place in name_canary_places)
 
 
-def test_mixed_internal_and_external_refused(system, ansible_module):
+def test_mixed_internal_and_external_refused(system, module):
     """Internal and external snapshots of one domain do not mix where libvirt 9.0 would lose data or get
     stuck: each refusal says why, and nothing changes (checked with virsh)."""
     dom_name, disk = system.make('mixed')
     base = {'domain': dom_name, 'uri': system.uri}
-    ok(kvm(ansible_module, 'snapshot', **base, name='internal-1'))
+    ok(module('snapshot', dict(base, name='internal-1')))
 
     # external on top of internal: libvirt could not delete it again
-    msg = failed(kvm(ansible_module, 'snapshot', **base, name='external-1', disk_only=True))
+    msg = failed(module('snapshot', dict(base, name='external-1', disk_only=True)))
     assert 'has internal snapshots (internal-1)' in msg and 'cannot delete an external snapshot' in msg, msg
     assert system.check.snapshot_names(dom_name) == ['internal-1'] and system.check.blklist(dom_name) == {'vda': disk}
 
@@ -120,10 +120,10 @@ def test_mixed_internal_and_external_refused(system, ansible_module):
     assert overlay != disk
 
     # internal on top of external (libvirt < 11.0 loses data)
-    msg = failed(kvm(ansible_module, 'snapshot', **base, name='internal-2'))
+    msg = failed(module('snapshot', dict(base, name='internal-2')))
     assert 'has external snapshots (external-1)' in msg and 'loses data' in msg, msg
     # revert to the internal one: libvirt would put the disk back under the overlay
-    msg = failed(kvm(ansible_module, 'snapshot_revert', **base, name='internal-1'))
+    msg = failed(module('snapshot_revert', dict(base, name='internal-1')))
     assert 'reverting to the internal snapshot "internal-1" is refused' in msg and 'Nothing was changed' in msg, msg
 
     assert system.check.snapshot_names(dom_name) == ['external-1', 'internal-1']

@@ -23,7 +23,7 @@ from kslab.common import _libvirt
 from kslab.probes import Independent
 from kslab.processes import frozen_mid_job, pid_alive, process_idle, wait_until
 
-from fault_fixtures import failed, kvm, ok
+from fault_fixtures import failed, ok
 
 libvirt = _libvirt()
 
@@ -150,16 +150,16 @@ def test_libvirtd_freezes_during_a_snapshot(private_libvirtd, private_blob, modu
     Independent.qemu_img_check(disk, in_use=True)
 
 
-def test_interrupted_delete_is_finished_by_a_rerun(system, ansible_module):
+def test_interrupted_delete_is_finished_by_a_rerun(system, module):
     """The state a delete leaves when libvirtd dies between QEMU dropping the snapshot and libvirt dropping
     its record (made here with the monitor's delvm): a re-run of the delete finishes the job."""
     dom_name, disk = system.make('half-deleted')
     args = {'domain': dom_name, 'name': 'old', 'uri': system.uri}
-    ok(kvm(ansible_module, 'snapshot', **args))
+    ok(module('snapshot', args))
     system.check.virsh('qemu-monitor-command', '--hmp', dom_name, 'delvm old')
     assert Independent.qemu_img_snapshots(disk) == [] and system.check.snapshot_names(dom_name) == ['old']
 
-    result = ok(kvm(ansible_module, 'snapshot', **args, state='absent'))
+    result = ok(module('snapshot', dict(args, state='absent')))
     assert result['changed'] and result['deleted'] == ['old']
     assert system.check.snapshot_names(dom_name) == [] and Independent.qemu_img_snapshots(disk) == []
     assert system.check.domstate_reason(dom_name) == 'running (unpaused)'
