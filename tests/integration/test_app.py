@@ -130,3 +130,36 @@ def test_application_on_two_hypervisors_needs_the_uri_mode(run_playbook: t.Any, 
     assert 'are reached from hv1 and hv2' in result.stdout, result
     assert 'set kvm_connection_mode=uri for the application' in result.stdout, result
     assert 'changed: [g1' not in result.stdout, result
+
+
+def test_check_mode_of_a_failing_change_changes_nothing(lab: t.Any, run_playbook: t.Any, tmp_path: t.Any):
+    """guarded_change.yml --check where the change fails: on an application (web1 fails, db1 with it) and on a guest
+    alone (solo, another run: a batch that fails whole ends the run). The pre-change snapshots are only predicted, so
+    each rollback is predicted against the pre_change role's record instead of failing on a snapshot that is not
+    there; every guest fails saying what would be done, and virsh finds every domain running, without snapshots."""
+    web, db, solo = (lab.blank_domain(n, state='running') for n in ('chkweb', 'chkdb', 'chksolo'))
+    shop = {'kvm_application': 'shop', 'rollback_wait_for': 'connection'}
+    inventories = {
+        'shop': {'web1': dict(shop, kvm_domain=web, kvm_change_fails=True), 'db1': dict(shop, kvm_domain=db)},
+        'solo': {'solo': {'kvm_domain': solo, 'kvm_change_fails': True, 'rollback_wait_for': 'connection'}},
+    }
+    would = 'Check mode: it would be rolled back to pre-change-chk1; nothing was changed.'
+    for name, hosts in inventories.items():
+        result = run_playbook(PLAYBOOKS / 'guarded_change.yml', inventory=write_inventory(tmp_path / f'{name}.yml', hosts),
+                              check=True, expect_rc=2, extra_vars={
+                                  'kvm_change_tasks': str(FLEET / 'app_change.yml'), 'kvm_change_id': 'chk1',
+                                  'kvm_batch_log': str(tmp_path / 'batches.log')})
+        assert {h for h, r in result.recap().items() if r['failed']} == set(hosts), result
+        if name == 'shop':
+            assert f'The change failed on web1 (Fail where the change is to fail: the change of web1 broke it). {would}' \
+                in result.stdout, result
+            assert f'The change failed on db1 (the change failed on web1 of application shop). {would}' in result.stdout
+            assert 'pre-change-chk1 is the group snapshot of application shop (web1, db1), would be taken (check mode)' \
+                in result.stdout, result
+        else:
+            assert f'The change failed on solo (Fail where the change is to fail: the change of solo broke it). {would}' \
+                in result.stdout, result
+            assert 'skipping: [solo]' in task_output(result.stdout, 'kvm.snapshots.rollback : Revert to the pre-change '
+                                                                    'snapshot'), result
+    for dom in (web, db, solo):
+        assert lab.state(dom) == 'running' and snapshot_names(lab, dom) == set(), dom
