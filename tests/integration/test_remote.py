@@ -193,6 +193,49 @@ def test_fleet_guarded_change(mode, lab, fleet, remote, tmp_path, run):
     assert lab.qemu_img_snapshots(lab.disk_paths(fleet[broken])[0]) == []
 
 
+def test_application_across_two_hypervisors_in_uri_mode(lab, fleet, remote, tmp_path, run):
+    """An application with a guest on hv1 and one on hv2, kvm_connection_mode=uri, the hypervisors' Python without
+    libvirt-python (nothing may run there): one snapshot_group run on the controller takes the group snapshot over
+    the two qemu+ssh:// URIs; the change breaks one member, and both are reverted together, over SSH, and fail;
+    cleanup_now.yml then deletes what the run left from both. Checked with virsh and the sshd's log."""
+    members = {guest: fleet[guest] for guest in ('hv1-vm1', 'hv2-vm1')}
+    inventory = write_inventory(
+        tmp_path / 'app.yml', remote,
+        guests={guest: {'kvm_domain': dom, 'kvm_hypervisor': guest.split('-')[0], 'kvm_application': 'split'}
+                for guest, dom in members.items()},
+        hypervisors={hv: hypervisor_vars(remote, HYPERVISORS[hv], PYTHON_WITHOUT_LIBVIRT) for hv in ('hv1', 'hv2')})
+    log_mark = len(remote.sshd.log_text())
+
+    result = run(PLAYBOOKS / 'guarded_change.yml', inventory=inventory, expect_rc=2,
+                 extra_vars={'kvm_connection_mode': 'uri', 'kvm_change_tasks': str(TARGETS / 'remote_fleet' / 'change.yml'),
+                             'kvm_change_id': 'remote-app', 'remote_break': 'hv2-vm1', 'rollback_wait_for': 'none'})
+    recap = result.recap()
+    assert all(recap[guest]['failed'] == 1 and recap[guest]['unreachable'] == 0 for guest in members), result
+    assert 'pre-change-remote-app is the group snapshot of application split (hv1-vm1, hv2-vm1), taken now' \
+        in result.stdout, result
+    assert 'The change failed on hv1-vm1 (the change failed on hv2-vm1 of application split)' in result.stdout, result
+    # one module run for each group step, on the controller
+    for task in ('kvm.snapshots.pre_change : Take the group snapshot of the application, on its leader',
+                 'kvm.snapshots.rollback : Revert the application to its group snapshot, on its leader'):
+        part = result.stdout[result.stdout.index(f'TASK [{task}]'):].split('\nTASK [')[0]
+        assert part.count('[hv1-vm1 -> localhost]') == 1 and 'hv2-vm1 ->' not in part, (task, result)
+    logins = remote.sshd.connections(log_mark)
+    assert logins[HYPERVISORS['hv1']] > 0 and logins[HYPERVISORS['hv2']] > 0, logins
+    for dom in members.values():
+        names = snapshot_names(lab, dom)
+        assert 'pre-change-remote-app' in names and len(names) == 2, names  # the group snapshot and a safety one
+        assert current_snapshot(lab, dom) == 'pre-change-remote-app' and lab.state(dom) == 'running', dom
+
+    cleaned = run(PLAYBOOKS / 'cleanup_now.yml', inventory=inventory,
+                  extra_vars={'kvm_connection_mode': 'uri', 'kvm_change_id': 'remote-app'})
+    assert 'TASK [kvm.snapshots.cleanup : Delete the group snapshot from every member, on the leader]' in cleaned.stdout
+    for dom in members.values():
+        left = snapshot_names(lab, dom)
+        assert 'pre-change-remote-app' not in left and len(left) == 1, left  # the safety snapshot stays
+        assert lab.virsh('snapshot-delete', dom, left.pop()).returncode == 0
+        assert snapshot_names(lab, dom) == set() and lab.state(dom) == 'running', dom
+
+
 def test_hypervisors_over_ssh_and_a_missing_binding(lab, fleet, remote, tmp_path, run):
     """A play over the hypervisors themselves (Ansible over SSH, the module on each one), and a hypervisor
     whose Python lacks libvirt-python: the module's message names that interpreter and the fix, and the
