@@ -23,9 +23,12 @@ brings it back to. Whatever the user wrote as description comes before the marke
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import contextlib
 import datetime
 import json
+import threading
 import time
 import typing as t
 import uuid
@@ -42,6 +45,12 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_revert_possible,
     validate_name,
     validate_text,
+)
+from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import (
+    HypervisorJobs,
+    hold_slots,
+    hypervisor_key,
+    job_slot,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._kind import EXTERNAL_REVERT, preflight_snapshot
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
@@ -187,6 +196,11 @@ class Member:
     @property
     def label(self) -> str:
         return f'{self.domain} on {self.shown_uri}'
+
+    @property
+    def hypervisor(self) -> str:
+        """What names the member's hypervisor for the hypervisor_jobs limit."""
+        return hypervisor_key(self.uri)
 
     @property
     def window_ms(self) -> int:
@@ -368,8 +382,19 @@ class GroupManager:
             for member in self.members:
                 member.status = 'taken'
             return self._diff(self._result(True, freeze_used), before, after)
-        window_ms = self._take(mode)
+        with self._group_slots():
+            window_ms = self._take(mode)
         return self._diff(self._result(True, freeze_used, window_ms), before, after)
+
+    def _group_slots(self) -> t.ContextManager[float]:
+        """The slots of the group's snapshots under hypervisor_jobs, taken all at once before the window: as many of
+        each hypervisor as it has members, at most its limit (the snapshots then take turns in the window)."""
+        limit = self.params.get('hypervisor_jobs') or 0
+        timeout = self.params.get('hypervisor_jobs_timeout') or 0
+        uris = {m.hypervisor: m.uri for m in self.members}
+        counts = collections.Counter(m.hypervisor for m in self.members)
+        return hold_slots([(HypervisorJobs(uris[key], limit, timeout), count) for key, count in counts.items()],
+                          f'Group snapshot "{self.name}"')
 
     def _old_versions(self) -> str:
         versions = sorted({m.client.libvirt_version for m in self.members})
@@ -473,9 +498,15 @@ class GroupManager:
                 raise SnapshotError(describe(exc, f'{what} of domain "{member.domain}"')) from None
             member.frozen = True
 
+        # hypervisor_jobs: no more snapshots at once on a hypervisor than the slots _group_slots took for it
+        limit = self.params.get('hypervisor_jobs') or 0
+        turns = {key: threading.BoundedSemaphore(min(count, limit))
+                 for key, count in collections.Counter(m.hypervisor for m in self.members).items()} if limit > 0 else {}
+
         def snapshot(member: Member) -> None:
-            facts, made = create_snapshot(member.dom, self.name, description, member.plan,
-                                          local=is_local_uri(member.uri), busy_timeout=0, disks=member.disks)
+            with turns.get(member.hypervisor) or contextlib.nullcontext():
+                facts, made = create_snapshot(member.dom, self.name, description, member.plan,
+                                              local=is_local_uri(member.uri), busy_timeout=0, disks=member.disks)
             member.facts, member.made = facts, made
             if not made:
                 raise SnapshotError(f'another run took snapshot "{self.name}" of domain "{member.domain}" meanwhile')
@@ -604,7 +635,8 @@ class GroupManager:
             member.status = 'deleted'
             if not self.client.check_mode:
                 try:
-                    delete_snapshot(member.dom, self.name, self.busy_timeout)
+                    with job_slot(member.client, f'Deleting snapshot "{self.name}" of domain "{member.domain}"'):
+                        delete_snapshot(member.dom, self.name, self.busy_timeout)
                 except SnapshotError as exc:
                     member.status, member.error = 'failed', exc.msg
                     errors[member.label] = exc.msg
@@ -674,8 +706,9 @@ class GroupManager:
             if failed and policy == 'all_or_none':
                 break
             try:
-                revert_snapshot(member.dom, member.snap, member.target_state, self.busy_timeout,
-                                member.client.libvirt_version)
+                with job_slot(member.client, f'Reverting domain "{member.domain}" to snapshot "{self.name}"'):
+                    revert_snapshot(member.dom, member.snap, member.target_state, self.busy_timeout,
+                                    member.client.libvirt_version)
                 member.status = 'reverted'
             except SnapshotError as exc:
                 member.status, member.error = 'failed', exc.msg
@@ -684,8 +717,9 @@ class GroupManager:
         if failed and policy == 'all_or_none':
             for member in reversed([m for m in ordered if m.status == 'reverted']):
                 try:
-                    revert_snapshot(member.dom, member.safety_snap, member.state_before, self.busy_timeout,
-                                    member.client.libvirt_version)
+                    with job_slot(member.client, f'Reverting domain "{member.domain}" to snapshot "{safety_name}"'):
+                        revert_snapshot(member.dom, member.safety_snap, member.state_before, self.busy_timeout,
+                                        member.client.libvirt_version)
                     member.status = 'restored'
                 except SnapshotError as exc:
                     member.error = f'put back to safety snapshot "{safety_name}" failed: {exc.msg}'
@@ -740,9 +774,10 @@ class GroupManager:
         errors: dict[str, str] = {}
         for member in self.members:
             try:
-                _facts, made = create_snapshot(member.dom, safety_name, description, member.safety_plan,
-                                               local=is_local_uri(member.uri), busy_timeout=self.busy_timeout,
-                                               disks=member.disks)
+                with job_slot(member.client, f'Safety snapshot "{safety_name}" of domain "{member.domain}"'):
+                    _facts, made = create_snapshot(member.dom, safety_name, description, member.safety_plan,
+                                                   local=is_local_uri(member.uri), busy_timeout=self.busy_timeout,
+                                                   disks=member.disks)
                 member.made = made
                 member.safety_snap = lookup_snapshot(member.dom, safety_name)
             except SnapshotError as exc:
@@ -752,7 +787,8 @@ class GroupManager:
             for member in self.members:
                 if member.made:
                     try:
-                        delete_snapshot(member.dom, safety_name, self.busy_timeout)
+                        with job_slot(member.client, f'Deleting snapshot "{safety_name}" of domain "{member.domain}"'):
+                            delete_snapshot(member.dom, safety_name, self.busy_timeout)
                     except SnapshotError:
                         pass  # named in the message below
                 member.safety = None

@@ -115,38 +115,73 @@ class HypervisorJobs:
             raise
         return fd
 
-    @contextlib.contextmanager
-    def slot(self, what: str) -> t.Iterator[float]:
+    def _try_take(self, count: int) -> list[int] | None:
+        """``count`` slots, locked, when so many are free; else None, holding nothing."""
+        held: list[int] = []
+        for path in self._paths():
+            if len(held) == count:
+                break
+            try:
+                fd = self._try_lock(path)
+            except OSError as exc:
+                _release(held)
+                raise SnapshotError(f'Cannot use {path} for the hypervisor_jobs limit: {exc.strerror}. '
+                                    'Leave hypervisor_jobs at 0, or make the file usable.') from None
+            if fd is not None:
+                held.append(fd)
+        if len(held) < count:
+            _release(held)
+            return None
+        return held
+
+    def slot(self, what: str) -> t.ContextManager[float]:
         """Hold a slot for the block; yields the seconds waited for it. ``what``: the job, for messages."""
-        if self.limit <= 0:
-            yield 0.0
+        return hold_slots([(self, 1)], what)
+
+
+def _release(fds: list[int]) -> None:
+    for fd in fds:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def hold_slots(wanted: list[tuple[HypervisorJobs, int]], what: str) -> t.Iterator[float]:
+    """Hold, for the block, ``count`` slots of each hypervisor in ``wanted`` (at most its limit; none where it has
+    no limit), all at once or none: a run that needs slots of two hypervisors never holds one while it waits for
+    the other, so two such runs cannot wait for each other. Yields the seconds waited; gives up after the first
+    hypervisor's timeout."""
+    wanted = [(jobs, min(count, jobs.limit)) for jobs, count in wanted if jobs.limit > 0 and count > 0]
+    if not wanted:
+        yield 0.0
+        return
+    started = time.monotonic()
+    delay = HypervisorJobs.POLL_MIN
+    while True:
+        held: list[int] = []
+        busy = None
+        for jobs, count in wanted:
+            fds = jobs._try_take(count)  # pylint: disable=protected-access  # the one user beside the class
+            if fds is None:
+                busy = jobs
+                break
+            held += fds
+        if busy is None:
+            try:
+                yield time.monotonic() - started
+            finally:
+                _release(held)
             return
-        paths = self._paths()
-        started = time.monotonic()
-        delay = self.POLL_MIN
-        while True:
-            for path in paths:
-                try:
-                    fd = self._try_lock(path)
-                except OSError as exc:
-                    raise SnapshotError(f'Cannot use {path} for the hypervisor_jobs limit: {exc.strerror}. '
-                                        'Leave hypervisor_jobs at 0, or make the file usable.') from None
-                if fd is not None:
-                    try:
-                        yield time.monotonic() - started
-                    finally:
-                        fcntl.flock(fd, fcntl.LOCK_UN)
-                        os.close(fd)
-                    return
-            waited = time.monotonic() - started
-            if waited + delay > self.timeout:
-                raise SnapshotError(
-                    f'{what}: {self.limit} other job(s) of kvm.snapshots modules kept the hypervisor of '
-                    f'{self.key} busy for {waited:.0f} seconds (hypervisor_jobs={self.limit}), so this one was not '
-                    f'started. Nothing was changed. Re-run when they are done, or raise hypervisor_jobs or '
-                    'hypervisor_jobs_timeout.')
-            time.sleep(delay)
-            delay = min(delay * 2, self.POLL_MAX)
+        _release(held)
+        waited = time.monotonic() - started
+        if waited + delay > wanted[0][0].timeout:
+            raise SnapshotError(
+                f'{what}: {busy.limit} other job(s) of kvm.snapshots modules kept the hypervisor of '
+                f'{busy.key} busy for {waited:.0f} seconds (hypervisor_jobs={busy.limit}), so this one was not '
+                f'started. Nothing was changed. Re-run when they are done, or raise hypervisor_jobs or '
+                'hypervisor_jobs_timeout.')
+        time.sleep(delay)
+        delay = min(delay * 2, HypervisorJobs.POLL_MAX)
 
 
 def job_slot(client: t.Any, what: str) -> t.ContextManager[float]:

@@ -32,6 +32,7 @@ author:
   - kvm.snapshots contributors (@kvm-snapshots)
 extends_documentation_fragment:
   - kvm.snapshots._libvirt
+  - kvm.snapshots._libvirt.jobs
   - kvm.snapshots._libvirt.attributes
   - kvm.snapshots._attributes
 attributes:
@@ -141,6 +142,10 @@ options:
     default: all_or_none
 notes:
   - The members are frozen, snapshotted and thawed in parallel, one thread per member, over one connection per URI.
+  - O(hypervisor_jobs) counts each member's job against that member's hypervisor (of its own O(members[].uri)). The
+    slots of a group snapshot are taken all at once, before the first freeze, as many of each hypervisor as it has
+    members (at most O(hypervisor_jobs)); with fewer slots than members on a hypervisor, their snapshots take turns
+    inside the window, which then lasts longer. A revert or a delete holds one slot for each member's job.
   - If the module's process dies inside the window (killed, out of memory, its process group signalled), a release
     guard it started before the first freeze, a process in a session of its own, waits for the snapshots libvirt is
     taking and then thaws or resumes every member, and logs that to syslog. A group that only some members hold
@@ -275,6 +280,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._group import (
     GROUP_MODULE_KWARGS,
     GroupManager,
 )
+from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_OPTIONS
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
@@ -283,7 +289,8 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
 
 
 def main() -> None:
-    client = AnsibleLibvirtModule(dict(GROUP_ARGUMENT_SPEC), supports_check_mode=True, **GROUP_MODULE_KWARGS)
+    client = AnsibleLibvirtModule(dict(GROUP_ARGUMENT_SPEC), (JOBS_OPTIONS,), supports_check_mode=True,
+                                  **GROUP_MODULE_KWARGS)
     manager = None
     try:
         manager = GroupManager(client)

@@ -231,3 +231,34 @@ def test_batch_counts_its_own_workers(run_module, make_domain, tmp_path, monkeyp
                                        name='n', parallel=4))
     assert [r['changed'] for r in result['results']] == [True] * 4
     assert all(snapshot_names(d) == ['n'] for d in doms)
+
+
+def test_slots_of_two_hypervisors_are_taken_all_at_once_or_not_at_all(tmp_path):
+    """A group run that needs a slot of hv1 and one of hv2 does not sit on hv1's while hv2's is busy (two such runs
+    would wait for each other); it gets both once hv2's is free."""
+    hv1, hv2 = (_jobs.HypervisorJobs(f'qemu+ssh://root@{hv}/system', 1, 30, directory=str(tmp_path))
+                for hv in ('hv1', 'hv2'))
+    got = threading.Event()
+    waits: list[float] = []
+
+    def group_run():
+        with _jobs.hold_slots([(hv1, 2), (hv2, 1)], 'Group snapshot "g"') as waited:  # 2: at most the limit, 1
+            waits.append(waited)
+            got.set()
+
+    with hv2.slot('another run on hv2'):
+        runner = threading.Thread(target=group_run)
+        runner.start()
+        time.sleep(0.3)
+        # meanwhile hv1's one slot is free for others (a look between two of the group run's tries)
+        with _jobs.HypervisorJobs('qemu+ssh://root@hv1/system', 1, 2, directory=str(tmp_path)).slot('a run on hv1'):
+            assert not got.is_set()
+    runner.join(10)
+    assert got.is_set() and waits[0] > 0.3
+
+
+def test_slots_without_a_limit_are_not_taken(tmp_path):
+    unlimited = _jobs.HypervisorJobs('qemu:///system', 0, 1, directory=str(tmp_path))
+    with _jobs.hold_slots([(unlimited, 3)], 'job') as waited:
+        assert waited == 0.0
+    assert not list(tmp_path.iterdir())

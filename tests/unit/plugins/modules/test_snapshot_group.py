@@ -12,9 +12,9 @@ import libvirt
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.snapshots.plugins.module_utils import _group, _kind, _libvirt
+from ansible_collections.kvm.snapshots.plugins.module_utils import _group, _jobs, _kind, _libvirt
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot, snapshot_group, snapshot_info
-from ansible_collections.kvm.snapshots.tests.unit.helpers import Proxy, snapshot_names
+from ansible_collections.kvm.snapshots.tests.unit.helpers import TEST_URI, Proxy, snapshot_names
 
 RUNNING, PAUSED, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF
 
@@ -341,3 +341,61 @@ def test_one_connection_per_uri(run_module, make_domain, monkeypatch):
     assert sorted(opened) == ['test:///default', other]
     assert [m['uri'] for m in result['members']] == ['test:///default', other, other]
     assert [m['uri'] for m in marker_of(c, 'g')['members']] == ['test:///default', other, other]
+
+
+# hypervisor_jobs: the group's snapshots hold slots of their hypervisors, taken all at once before the window; a
+# revert or a delete holds one for each job.
+
+JOBS = {'hypervisor_jobs': 1, 'hypervisor_jobs_timeout': 1}
+
+
+@pytest.fixture
+def slots(tmp_path, monkeypatch):
+    """The slot files of the test, in its own folder; slots.hold() holds the one slot of test:///default."""
+    monkeypatch.setattr(_jobs, 'lock_dir', lambda: str(tmp_path))
+
+    class Slots:
+        @staticmethod
+        def hold():
+            return _jobs.HypervisorJobs(TEST_URI, 1, 5, directory=str(tmp_path)).slot('another run')
+
+    return Slots
+
+
+def test_group_without_a_turn_changes_nothing(run_module, run_failing, make_domain, recorded, slots):
+    a, b = make_domain('running'), make_domain('running')
+    log = recorded()
+    args = dict(JOBS, name='g', members=members(a, b), freeze='pause')
+    with slots.hold():
+        started = time.monotonic()
+        result = run_failing(snapshot_group, args)
+        assert 0.5 <= time.monotonic() - started < 10  # it waited for its turn, about the timeout
+    assert result['msg'].startswith('Group snapshot "g": 1 other job(s) of kvm.snapshots modules kept the hypervisor')
+    assert 'hypervisor_jobs=1' in result['msg'] and 'Nothing was changed' in result['msg'], result['msg']
+    assert log == [] and snapshot_names(a) == snapshot_names(b) == []  # nothing paused, nothing taken
+    assert a.state(0)[0] == b.state(0)[0] == RUNNING
+
+    assert run_module(snapshot_group, args)['changed']  # the slot free again
+    for state, what in (('reverted', 'Safety snapshot "g-safety-'), ('absent', 'Deleting snapshot "g"')):
+        with slots.hold():
+            result = run_failing(snapshot_group, dict(args, state=state))
+        assert what in result['msg'] and 'hypervisor_jobs=1' in result['msg'], result['msg']
+        assert snapshot_names(a) == snapshot_names(b) == ['g']  # no safety snapshot left, nothing deleted
+    with slots.hold():
+        result = run_failing(snapshot_group, dict(args, state='reverted', safety_snapshot=False,
+                                                  failure_policy='best_effort'))
+    assert result['msg'].startswith('Group revert to "g" failed on ') and 'Reverting domain' in result['msg']
+    assert {m['status'] for m in result['members']} == {'failed'}, result
+
+
+def test_group_snapshots_take_turns_under_the_limit(run_module, make_domain, recorded, slots):
+    """hypervisor_jobs=1 with three running members on one hypervisor: one slot for the group, and the snapshots
+    inside the window one at a time; every member is taken, paused and resumed."""
+    doms = [make_domain('running') for _count in range(3)]
+    log = recorded({d.name(): {'slow': 0.2} for d in doms})
+    result = run_module(snapshot_group, dict(JOBS, hypervisor_jobs_timeout=30, name='g', members=members(*doms),
+                                             freeze='pause'))
+    assert result['changed'] and {m['status'] for m in result['members']} == {'taken'}, result
+    steps = [what for what, _name in log if what in ('snapshot', 'snapshot done')]
+    assert steps == ['snapshot', 'snapshot done'] * 3, log  # never two at once
+    assert all(snapshot_names(d) == ['g'] and d.state(0)[0] == RUNNING for d in doms)
