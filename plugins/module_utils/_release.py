@@ -66,18 +66,23 @@ for uri, domain in job['members']:
     except libvirt.libvirtError as exc:
         say('cannot %s domain %s: %s' % (action, domain, exc.get_error_message()))
 
+
+
+def busy():
+    try:
+        return any(dom.controlInfo(0)[0] != libvirt.VIR_DOMAIN_CONTROL_OK for _domain, dom in members)
+    except libvirt.libvirtError:
+        return False
+
+
 # A snapshot still being taken finishes first, inside the freeze, so that it holds the group's point in time; no
 # longer than the group's timeout allows.
-while time.time() < job['window_ends']:
-    try:
-        if all(dom.controlInfo(0)[0] == libvirt.VIR_DOMAIN_CONTROL_OK for _domain, dom in members):
-            break
-    except libvirt.libvirtError:
+while busy():
+    if time.time() >= job['window_ends']:
+        say('a libvirt job of a member was still running when the window ran out: the group snapshot may not hold '
+            'one point in time; delete it (state: absent) and take it again')
         break
     time.sleep(0.1)
-else:
-    say('a libvirt job of a member was still running when the window ran out: the group snapshot may not hold one '
-        'point in time; delete it (state: absent) and take it again')
 
 give_up = time.time() + job['tries_seconds']
 while members:
