@@ -59,20 +59,23 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 action = 'thaw' if job['mode'] == 'agent' else 'resume'
 say('the module did not %s every member itself (it was killed, or its own %s failed); its release guard will %s %s'
     % (action, action, action, ', '.join(domain for _uri, domain in job['members'])))
-members = []
-for uri, domain in job['members']:
-    try:
-        members.append((domain, libvirt.open(uri).lookupByName(domain)))
-    except libvirt.libvirtError as exc:
-        say('cannot %s domain %s: %s' % (action, domain, exc.get_error_message()))
+found = {}  # (uri, domain) -> the domain, looked up again after an error (libvirtd may have restarted)
 
+
+def lookup(uri, domain):
+    if (uri, domain) not in found:
+        found[(uri, domain)] = libvirt.open(uri).lookupByName(domain)
+    return found[(uri, domain)]
 
 
 def busy():
-    try:
-        return any(dom.controlInfo(0)[0] != libvirt.VIR_DOMAIN_CONTROL_OK for _domain, dom in members)
-    except libvirt.libvirtError:
-        return False
+    for uri, domain in job['members']:
+        try:
+            if lookup(uri, domain).controlInfo(0)[0] != libvirt.VIR_DOMAIN_CONTROL_OK:
+                return True
+        except libvirt.libvirtError:
+            found.pop((uri, domain), None)
+    return False
 
 
 # A snapshot still being taken finishes first, inside the freeze, so that it holds the group's point in time; no
@@ -85,22 +88,25 @@ while busy():
     time.sleep(0.1)
 
 give_up = time.time() + job['tries_seconds']
-while members:
+pending = [tuple(member) for member in job['members']]
+while pending:
     left = []
-    for domain, dom in members:
+    for uri, domain in pending:
         try:
+            dom = lookup(uri, domain)
             if job['mode'] == 'agent':
                 dom.fsThaw(None, 0)
             elif dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
                 dom.resume()
             say('domain %s: done (%s)' % (domain, 'thawed' if job['mode'] == 'agent' else 'running'))
         except libvirt.libvirtError as exc:
+            found.pop((uri, domain), None)
             if time.time() > give_up:
                 say('domain %s: gave up: %s' % (domain, exc.get_error_message()))
             else:
-                left.append((domain, dom))
-    members = left
-    if members:
+                left.append((uri, domain))
+    pending = left
+    if pending:
         time.sleep(0.5)
 '''
 
