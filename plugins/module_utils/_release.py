@@ -138,15 +138,15 @@ class ReleaseGuard:
                                 f'members if this one died cannot be started ({exc}). Nothing was changed.') from None
 
     def done(self) -> None:
-        """Every member is released: the guard exits without touching them."""
+        """Every member is released: the guard exits, without touching them, once it reads this (not waited for:
+        it may still be starting, and the module has no more need of it)."""
         if self.proc is None or self.proc.stdin is None or self.proc.stdin.closed:
             return
         try:
             self.proc.stdin.write('done')
             self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            pass  # a guard that is gone, or slow to start, exits on its own once it reads 'done'
+        except OSError:
+            pass  # a guard that is gone already
 
     def abandon(self) -> None:
         """Not every member is released (a thaw or resume failed, or an error of the module itself): the guard
