@@ -164,3 +164,48 @@ def test_interrupted_delete_is_finished_by_a_rerun(system, module):
     assert system.check.snapshot_names(dom_name) == [] and Independent.qemu_img_snapshots(disk) == []
     assert system.check.domstate_reason(dom_name) == 'running (unpaused)'
     Independent.qemu_img_check(disk, in_use=True)
+
+
+def test_libvirtd_killed_inside_a_group_window(private_libvirtd, private_blob, module):
+    """libvirtd killed while snapshot_group has both members paused and their snapshots under way: the run fails
+    with a plain message, and its release guard, which cannot reach libvirtd meanwhile, resumes both members once
+    libvirtd is back; a re-run takes the group whole."""
+    daemon = private_libvirtd
+    names = [daemon.make(f'grp-{n}', private_blob)[0] for n in ('a', 'b')]
+    doms = [daemon.conn.lookupByName(n) for n in names]
+    qemus = [daemon.qemu_pid(n) for n in names]
+    args = {'name': 'grp', 'uri': daemon.uri, 'freeze': 'pause', 'members': [{'domain': n} for n in names]}
+
+    run = module('snapshot_group', args)
+
+    def guard() -> int | None:
+        return next((pid for pid in run.tree() if _has_guard_mark(pid)), None)
+
+    # caught with both members paused by the module and QEMU of the first stopped mid-snapshot
+    with frozen_mid_job(qemus[0], doms[0], 'the group snapshot',
+                        lambda: guard() is not None and all(d.state()[0] == libvirt.VIR_DOMAIN_PAUSED for d in doms)):
+        guard_pid = guard()
+        daemon.stop(signal.SIGKILL)
+    msg = failed(run)
+    assert 'connection to libvirtd was lost' in msg, msg
+    assert pid_alive(guard_pid), 'the release guard ended with libvirtd gone'
+    for qemu in qemus:
+        assert pid_alive(qemu), 'QEMU died with libvirtd'
+        wait_until(lambda q=qemu: process_idle(q), 120, 'QEMU to finish the snapshot libvirtd left it', 0.1)
+
+    daemon.start()
+    wait_until(lambda: not pid_alive(guard_pid), 60, 'the release guard to resume the members and exit', 0.2)
+    for name in names:
+        assert daemon.check.domstate_reason(name) == 'running (unpaused)', name
+    result = ok(module('snapshot_group', args))
+    assert result['changed'] and {m['status'] for m in result['members']} == {'taken'}, result
+    assert all(daemon.check.snapshot_names(n) == ['grp'] for n in names)
+    assert all(daemon.check.domstate_reason(n) == 'running (unpaused)' for n in names)
+
+
+def _has_guard_mark(pid: int) -> bool:
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as handle:
+            return b'# kvm.snapshots release guard' in handle.read()
+    except OSError:
+        return False
