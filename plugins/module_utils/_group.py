@@ -392,9 +392,12 @@ class GroupManager:
         limit = self.params.get('hypervisor_jobs') or 0
         timeout = self.params.get('hypervisor_jobs_timeout') or 0
         uris = {m.hypervisor: m.uri for m in self.members}
-        counts = collections.Counter(m.hypervisor for m in self.members)
-        return hold_slots([(HypervisorJobs(uris[key], limit, timeout), count) for key, count in counts.items()],
-                          f'Group snapshot "{self.name}"')
+        return hold_slots([(HypervisorJobs(uris[key], limit, timeout), count)
+                           for key, count in self._per_hypervisor().items()], f'Group snapshot "{self.name}"')
+
+    def _per_hypervisor(self) -> collections.Counter[str]:
+        """How many members each hypervisor has (by hypervisor_jobs' key)."""
+        return collections.Counter(m.hypervisor for m in self.members)
 
     def _old_versions(self) -> str:
         versions = sorted({m.client.libvirt_version for m in self.members})
@@ -501,7 +504,7 @@ class GroupManager:
         # hypervisor_jobs: no more snapshots at once on a hypervisor than the slots _group_slots took for it
         limit = self.params.get('hypervisor_jobs') or 0
         turns = {key: threading.BoundedSemaphore(min(count, limit))
-                 for key, count in collections.Counter(m.hypervisor for m in self.members).items()} if limit > 0 else {}
+                 for key, count in self._per_hypervisor().items()} if limit > 0 else {}
 
         def snapshot(member: Member) -> None:
             with turns.get(member.hypervisor) or contextlib.nullcontext():
@@ -544,7 +547,7 @@ class GroupManager:
             if not thawed:
                 self._thaw_all(running, mode, errors, guard)
         finally:
-            guard.abandon()  # not every member released: the guard goes on trying
+            guard.abandon()  # nothing after done(); else (a thaw failed, an error here) the guard releases them
         ends = [m.thawed_at for m in running if m.thawed_at] or [time.monotonic()]
         window_ms = int(round((max(ends) - min([m.frozen_at for m in running if m.frozen_at] or [started])) * 1000))
         if not errors and window_ms > timeout * 1000:
