@@ -14,6 +14,7 @@ resuming a domain that an interrupted snapshot or save job left paused. No snaps
 
 from __future__ import annotations
 
+import json
 import time
 import typing as t
 import xml.etree.ElementTree as ET
@@ -67,17 +68,31 @@ class AgentUnsupported(Exception):
     """The connection cannot send guest agent commands (a driver without them)."""
 
 
-def ping_agent(dom: t.Any, timeout: int) -> str | None:
-    """Ask the guest agent of ``dom`` for guest-ping: None when it answered within ``timeout`` seconds, else why not.
+# What qemu-guest-agent needs to freeze the file systems and thaw them again; its configuration can disable them
+# (qemu-ga --block-rpcs, or block-rpcs in qemu-ga.conf), and libvirt's freeze then fails.
+FREEZE_COMMANDS = ('guest-fsfreeze-freeze', 'guest-fsfreeze-thaw')
+
+
+def agent_freeze_problem(dom: t.Any, timeout: int) -> str | None:
+    """Why the guest agent of ``dom`` cannot freeze its file systems now, to follow "the guest agent ...": it does not
+    answer guest-info within ``timeout`` seconds, or it has the freeze or the thaw disabled; None when it can.
     Raises AgentUnsupported where this connection cannot send agent commands at all (the test driver)."""
     if libvirt_qemu is None:
         raise AgentUnsupported('libvirt-python has no libvirt_qemu here')
     try:
-        libvirt_qemu.qemuAgentCommand(dom, '{"execute": "guest-ping"}', timeout, 0)
+        answer = libvirt_qemu.qemuAgentCommand(dom, '{"execute": "guest-info"}', timeout, 0)
     except LibvirtError as exc:
         if error_code(exc) == ERR_NO_SUPPORT:
             raise AgentUnsupported(exc.get_error_message()) from None
-        return exc.get_error_message()
+        return f'does not answer ({exc.get_error_message()})'
+    try:
+        enabled = {c['name']: c.get('enabled', True) for c in json.loads(answer)['return']['supported_commands']}
+    except (ValueError, KeyError, TypeError):
+        return None  # an answer this code cannot read: the freeze itself will tell
+    disabled = [name for name in FREEZE_COMMANDS if not enabled.get(name, False)]
+    if disabled:
+        return (f'cannot freeze the file systems: {" and ".join(disabled)} '
+                f'{"is" if len(disabled) == 1 else "are"} disabled or missing in it (qemu-ga --block-rpcs)')
     return None
 
 

@@ -37,7 +37,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
     AgentUnsupported,
     domain_state,
     has_agent_channel,
-    ping_agent,
+    agent_freeze_problem,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_monitor_delete,
@@ -83,7 +83,7 @@ FREEZES = ('agent', 'pause')
 FAILURE_POLICIES = ('all_or_none', 'best_effort')
 STATES = ('present', 'absent', 'reverted')
 
-AGENT_PING_TIMEOUT = 5  # seconds a guest agent has to answer guest-ping before the group is paused instead
+AGENT_TIMEOUT = 5  # seconds a guest agent has to answer guest-info before the group is paused instead
 
 GROUP_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     'name': {'type': 'str', 'required': True},
@@ -440,7 +440,7 @@ class GroupManager:
             return 'pause'
         silent = {}
         for member in running:
-            why = self._agent_silent(member)
+            why = self._agent_cannot_freeze(member)
             if why:
                 silent[member.label] = why
         if silent:
@@ -450,15 +450,14 @@ class GroupManager:
         return 'agent'
 
     @staticmethod
-    def _agent_silent(member: Member) -> str | None:
-        """Why the guest agent of a running member cannot freeze its file systems; None when it answers."""
+    def _agent_cannot_freeze(member: Member) -> str | None:
+        """Why the guest agent of a running member cannot freeze its file systems; None when it can."""
         if not has_agent_channel(member.dom):
             return 'has no guest agent channel'
         try:
-            why = ping_agent(member.dom, AGENT_PING_TIMEOUT)
+            return agent_freeze_problem(member.dom, AGENT_TIMEOUT)
         except AgentUnsupported:
             return None  # a driver without agent commands (the test driver): the freeze itself will tell
-        return None if why is None else f'did not answer guest-ping ({why})'
 
     def _plan(self, mode: str) -> None:
         errors: dict[str, str] = {}

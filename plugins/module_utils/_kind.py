@@ -26,7 +26,7 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._domain import (
     domain_root,
     domain_state,
     has_agent_channel,
-    ping_agent,
+    agent_freeze_problem,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     check_free_space,
@@ -285,11 +285,11 @@ def choose_disk_only(planner: KindPlanner, root: ET.Element, name: str, location
     if problem:
         return False, f'a disk-only snapshot cannot be made: {problem}'
     try:
-        silent = ping_agent(planner.dom, agent_timeout)
+        problem = agent_freeze_problem(planner.dom, agent_timeout)
     except AgentUnsupported as exc:
-        silent = f'this connection cannot ask it: {exc}'
-    if silent is not None:
-        return False, f'the guest agent does not answer ({silent})'
+        problem = f'does not answer (this connection cannot ask it: {exc})'
+    if problem is not None:
+        return False, f'the guest agent {problem}'
     return True, 'the guest agent answers: a quiesced disk-only snapshot stalls the guest least'
 
 

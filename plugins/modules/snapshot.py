@@ -95,8 +95,9 @@ options:
       - V(true) takes an external, disk-only snapshot (no memory state, no pause of the guest).
       - V(auto) chooses for each domain, and says why in C(choice) of RV(kind) - a disk-only snapshot where the domain runs,
         libvirt can revert it (9.9 or later), O(location) is not V(internal), an external one can be made (no internal
-        snapshots, every disk a file), the domain has a guest agent channel and its agent answers within
-        O(agent_timeout) seconds; elsewhere a snapshot with memory (of a shut-off domain, of its disks). With
+        snapshots, every disk a file), the domain has a guest agent channel and its agent answers C(guest-info) within
+        O(agent_timeout) seconds with the freeze and the thaw enabled (not disabled by qemu-ga's C(--block-rpcs));
+        elsewhere a snapshot with memory (of a shut-off domain, of its disks). With
         O(quiesce=auto) the disk-only one is quiesced, so the guest stalls for milliseconds instead of being paused
         while its memory is written.
       - Reverting to an external snapshot needs libvirt 9.9 or later; deleting one merges the overlay
@@ -117,7 +118,7 @@ options:
     default: false
   agent_timeout:
     description:
-      - Seconds the guest agent has to answer C(guest-ping) when O(disk_only=auto) asks it.
+      - Seconds the guest agent has to answer C(guest-info) when O(disk_only=auto) asks it whether it can freeze.
     type: int
     default: 2
   free_space_margin_mb:

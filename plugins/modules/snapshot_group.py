@@ -85,10 +85,11 @@ options:
       - V(agent) freezes their file systems through qemu-guest-agent (C(guest-fsfreeze-freeze)) and takes
         disk-only (external) snapshots, so that every file system is as after a clean sync and the guests keep
         running; a later revert boots the members from their disks. Where a running member has no agent channel
-        or its agent does not answer C(guest-ping), and with O(location=auto) where a running member cannot take a
+        or its agent does not answer C(guest-info) or has C(guest-fsfreeze-freeze) or C(guest-fsfreeze-thaw)
+        disabled (qemu-ga's C(--block-rpcs)), and with O(location=auto) where a running member cannot take a
         disk-only snapshot (it has internal snapshots, or a disk that is not a file) or a hypervisor's libvirt is
         older than 9.9 (it cannot revert external snapshots), every member is paused instead, with a warning and
-        RV(freeze_used=pause). An agent that answers the ping but fails to freeze fails the task, after the undo.
+        RV(freeze_used=pause). An agent that can freeze but fails to fails the task, after the undo.
       - V(pause) pauses every running member (its vCPUs stop) and takes snapshots with memory, of the kind
         O(location) chooses, so a revert brings the members back running exactly at the cut. The window lasts
         as long as the slowest member takes to write its memory (about a second per GiB used).

@@ -1,7 +1,7 @@
 # Copyright (c) 2026, kvm.snapshots contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""quiesce: true through a real guest agent (a Debian guest of the lab).
+"""quiesce: true through a real guest agent (a Debian guest of the lab); and an agent with the freeze disabled.
 
 The agent logs each request in the guest's journal: the test reads it there to see that the real
 run froze the file systems exactly once and check mode not at all. Quiesce without an agent channel,
@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import os
 
+from conftest import LIBVIRT_VERSION, URI
+from fault_fixtures import ok
+from kslab.common import AgentError
+from kslab.processes import wait_until
 # pytest finds fixtures by name in the test module: import the shared ones
 from test_modules_common import guest, independent  # noqa: F401  # pylint: disable=unused-import
 
@@ -39,3 +43,57 @@ def test_quiesced_disk_only_snapshot(guest, independent, lab, run_playbook):
     assert independent.image_info(disk)['backing-filename'].endswith('base.qcow2')  # still the linked clone
     independent.qemu_img_check(disk, in_use=True)
     assert independent.domstate(guest) == 'running'
+
+
+BLOCKED = 'guest-fsfreeze-freeze,guest-fsfreeze-freeze-list,guest-fsfreeze-thaw'
+
+
+def block_freezing(lab, dom: str) -> None:
+    """Restart the guest's qemu-ga with the freeze and the thaw disabled (--block-rpcs), as some hardened images
+    ship it, and wait until guest-info says so."""
+    rc, _out, err = lab.guest_exec(dom, ['/bin/sh', '-c',
+                                         'printf "[Service]\\nExecStart=\\nExecStart=-/usr/sbin/qemu-ga -b %s\\n" '
+                                         '> /etc/systemd/system/qemu-guest-agent.service.d/block.conf '
+                                         '&& systemctl daemon-reload' % BLOCKED])
+    assert rc == 0, err
+    # the restart ends the agent that runs it: not waited for through guest-exec-status
+    lab.agent_command(dom, {'execute': 'guest-exec', 'arguments': {
+        'path': '/bin/systemctl', 'arg': ['--no-block', 'restart', 'qemu-guest-agent']}})
+
+    def disabled() -> bool:
+        try:
+            info = lab.agent_command(dom, {'execute': 'guest-info'})
+        except AgentError:
+            return False  # restarting
+        return not {c['name']: c['enabled'] for c in info['supported_commands']}['guest-fsfreeze-freeze']
+
+    wait_until(disabled, 120, 'the guest agent to come back with the freeze disabled', 0.5)
+
+
+def test_an_agent_with_freezing_disabled(lab, independent, module):
+    """qemu-ga answers but its configuration disables the freeze: disk_only auto takes a snapshot with memory
+    (libvirt's quiesce would fail: "Command guest-fsfreeze-freeze has been disabled"), and snapshot_group's
+    freeze agent pauses the members instead, each saying why; checked with virsh."""
+    dom = lab.guest_domain('nofreeze', wait_agent=True)
+    try:
+        block_freezing(lab, dom)
+        taken = ok(module('snapshot', {'domain': dom, 'name': 'auto', 'uri': URI, 'disk_only': 'auto',
+                                       'quiesce': 'auto'}))
+        if LIBVIRT_VERSION >= (9, 9):
+            assert taken['kind']['choice'] == ('the guest agent cannot freeze the file systems: guest-fsfreeze-freeze '
+                                               'and guest-fsfreeze-thaw are disabled or missing in it (qemu-ga '
+                                               '--block-rpcs)'), taken
+        assert independent.snapshot_xml(dom, 'auto').find('memory').get('snapshot') != 'no'
+        ok(module('snapshot', {'domain': dom, 'name': 'auto', 'uri': URI, 'state': 'absent'}))
+
+        group = {'name': 'grp', 'uri': URI, 'members': [{'domain': dom}], 'freeze': 'agent', 'location': 'external'}
+        run = module('snapshot_group', group)
+        grouped = ok(run)
+        assert grouped['freeze_used'] == 'pause', grouped
+        assert 'cannot freeze the file systems: guest-fsfreeze-freeze' in run.stdout + run.stderr, run
+        assert independent.snapshot_xml(dom, 'grp').find('memory').get('snapshot') != 'no'
+        assert independent.domstate(dom) == 'running'
+        ok(module('snapshot_group', dict(group, state='absent')))
+        assert independent.snapshot_names(dom) == []
+    finally:
+        lab.remove(dom)

@@ -11,6 +11,8 @@ Import as ``from ansible_collections.kvm.snapshots.tests.unit.helpers import ...
 
 from __future__ import annotations
 
+import json
+
 from types import SimpleNamespace
 
 import libvirt
@@ -97,3 +99,28 @@ def statvfs_with(free_bytes):
     def fake(_path):
         return SimpleNamespace(f_bavail=free_bytes // 4096, f_frsize=4096)
     return fake
+
+
+# The guest agent, where libvirt's test driver cannot go: it sends no agent commands.
+
+def guest_info(disabled=(), missing=()):
+    """guest-info as qemu-ga 7.2 answers it; its --block-rpcs marks the commands it disables "enabled": false."""
+    commands = ['guest-ping', 'guest-info', 'guest-fsfreeze-status', 'guest-fsfreeze-freeze',
+                'guest-fsfreeze-freeze-list', 'guest-fsfreeze-thaw']
+    return json.dumps({'return': {'version': '7.2.22', 'supported_commands': [
+        {'name': name, 'enabled': name not in disabled, 'success-response': True}
+        for name in commands if name not in missing]}})
+
+
+class Agent:
+    """libvirt_qemu with qemuAgentCommand answering ``answer`` (a string), or raising it (an exception)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.asked = []
+
+    def qemuAgentCommand(self, dom, command, timeout, flags):  # pylint: disable=invalid-name  # libvirt's name
+        self.asked.append((json.loads(command)['execute'], timeout))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer

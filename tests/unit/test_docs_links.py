@@ -38,7 +38,7 @@ def test_relative_links_and_anchors_resolve(doc):
         link = match.group(1)
         if re.match(r'^[a-z]+:', link):
             continue  # http(s), mailto: not checked here (no network)
-        path, _, fragment = link.partition('#')
+        path, _hash, fragment = link.partition('#')
         target = (doc.parent / path).resolve() if path else doc
         if not target.exists():
             broken.append(f'{link}: no such file')

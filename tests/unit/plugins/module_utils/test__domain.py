@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.kvm.snapshots.plugins.module_utils import _domain as d
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
-from ansible_collections.kvm.snapshots.tests.unit.helpers import TEST_URI, fake_error
+from ansible_collections.kvm.snapshots.tests.unit.helpers import TEST_URI, Agent, fake_error, guest_info
 
 
 # readers, on the test driver (make_domain: tests/unit/conftest.py)
@@ -142,3 +142,32 @@ def test_domain_busy_on_a_driver_without_control_info():
         assert d.domain_busy(dom) is False
     finally:
         conn.close()
+
+
+# agent_freeze_problem: libvirt's test driver sends no agent commands, so these hand it a stand-in for
+# libvirt_qemu (helpers.Agent) that answers guest-info as qemu-ga 7.2 does.
+
+@pytest.mark.parametrize('answer, problem', [
+    (guest_info(), None),
+    (guest_info(disabled=['guest-fsfreeze-freeze', 'guest-fsfreeze-freeze-list', 'guest-fsfreeze-thaw']),
+     'cannot freeze the file systems: guest-fsfreeze-freeze and guest-fsfreeze-thaw are disabled or missing in it '
+     '(qemu-ga --block-rpcs)'),
+    (guest_info(disabled=['guest-fsfreeze-thaw']),
+     'cannot freeze the file systems: guest-fsfreeze-thaw is disabled or missing in it (qemu-ga --block-rpcs)'),
+    (guest_info(missing=['guest-fsfreeze-freeze']),
+     'cannot freeze the file systems: guest-fsfreeze-freeze is disabled or missing in it (qemu-ga --block-rpcs)'),
+    ('not json', None),  # an answer it cannot read: the freeze itself will tell
+    (fake_error(86, 'Guest agent is not responding: QEMU guest agent is not connected'),
+     'does not answer (Guest agent is not responding: QEMU guest agent is not connected)'),
+])
+def test_agent_freeze_problem(monkeypatch, answer, problem):
+    agent = Agent(answer)
+    monkeypatch.setattr(d, 'libvirt_qemu', agent)
+    assert d.agent_freeze_problem(object(), 3) == problem
+    assert agent.asked == [('guest-info', 3)]
+
+
+def test_agent_freeze_problem_without_agent_commands(monkeypatch):
+    monkeypatch.setattr(d, 'libvirt_qemu', Agent(fake_error(d.ERR_NO_SUPPORT, 'this function is not supported')))
+    with pytest.raises(d.AgentUnsupported):
+        d.agent_freeze_problem(object(), 3)

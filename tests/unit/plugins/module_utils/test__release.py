@@ -76,8 +76,7 @@ def test_abandoned_releases_every_member(tmp_path, node_uri, mode, says):
     assert says in said and says.replace('held', 'moving') in said, said
 
 
-def test_a_member_that_cannot_be_read_is_tried_again_then_named_and_the_others_are_released(tmp_path, node_uri,
-                                                                                           monkeypatch):
+def test_an_unreadable_member_is_tried_again_then_named_and_the_others_released(tmp_path, node_uri, monkeypatch):
     """A member that cannot be looked up (libvirtd restarting, say) is tried again until the guard gives up.
     Also: a window already over (timeout 0) with no libvirt job left is no cause for a warning."""
     monkeypatch.setattr(_release, 'RELEASE_TRIES_SECONDS', 1)

@@ -12,9 +12,17 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from ansible_collections.kvm.snapshots.plugins.module_utils import _kind, _libvirt, _storage
+from ansible_collections.kvm.snapshots.plugins.module_utils import _domain, _libvirt, _storage
 from ansible_collections.kvm.snapshots.plugins.modules import snapshot
-from ansible_collections.kvm.snapshots.tests.unit.helpers import DOMAIN_XML, Proxy, fake_error, snapshot_names, statvfs_with
+from ansible_collections.kvm.snapshots.tests.unit.helpers import (
+    DOMAIN_XML,
+    Agent,
+    Proxy,
+    fake_error,
+    guest_info,
+    snapshot_names,
+    statvfs_with,
+)
 
 
 def stored_xml(dom, name):
@@ -474,16 +482,32 @@ def test_disk_only_auto_takes_a_quiesced_disk_only_snapshot_where_the_agent_answ
     proxy = _ExternalCapable(dom)
     monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'lookup_domain', lambda self, name: proxy)
     _libvirt_at(monkeypatch, 9_009_000)
-    pings = []
-    monkeypatch.setattr(_kind, 'ping_agent', lambda d, timeout: pings.append(timeout))  # None: it answered
+    agent = Agent(guest_info())
+    monkeypatch.setattr(_domain, 'libvirt_qemu', agent)
     result = run_module(snapshot, {'domain': dom.name(), 'name': 'pre', 'disk_only': 'auto', 'quiesce': 'auto',
                                    'agent_timeout': 7})
-    assert pings == [7]
+    assert agent.asked == [('guest-info', 7)]
     assert proxy.calls[0][1] & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
     assert proxy.calls[0][1] & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
     assert result['kind']['choice'] == 'the guest agent answers: a quiesced disk-only snapshot stalls the guest least'
     assert (result['kind']['location'], result['kind']['memory'], result['power_state']) == ('external', 'no', 'running')
     assert stored_xml(dom, 'pre').findtext('state') == 'disk-snapshot'
+
+
+def test_disk_only_auto_takes_memory_where_the_agent_has_freezing_disabled(run_module, make_domain, monkeypatch):
+    """An agent that answers but whose configuration disables the freeze (qemu-ga --block-rpcs): libvirt's quiesce
+    would fail, so auto takes a snapshot with memory, and says why."""
+    dom = make_domain('running', agent=True)
+    proxy = _ExternalCapable(dom)
+    monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'lookup_domain', lambda self, name: proxy)
+    _libvirt_at(monkeypatch, 9_009_000)
+    monkeypatch.setattr(_domain, 'libvirt_qemu', Agent(guest_info(disabled=['guest-fsfreeze-freeze'])))
+    result = run_module(snapshot, {'domain': dom.name(), 'name': 'pre', 'disk_only': 'auto', 'quiesce': 'auto'})
+    assert result['kind']['choice'] == ('the guest agent cannot freeze the file systems: guest-fsfreeze-freeze is '
+                                        'disabled or missing in it (qemu-ga --block-rpcs)')
+    assert result['kind']['memory'] != 'no'
+    assert not proxy.calls[0][1] & (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
+                                    | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY)
 
 
 @pytest.mark.parametrize('value', ['maybe', 2, 'autox'])
@@ -609,7 +633,7 @@ def test_disk_only_auto_takes_memory_where_a_disk_only_snapshot_cannot_be_made(
     dom = make_domain('running', agent=True)
     add_snapshot(dom, 'internal-one', 1795635615)  # an external snapshot on top of internal ones is refused
     _libvirt_at(monkeypatch, 9_009_000)
-    monkeypatch.setattr(_kind, 'ping_agent', lambda d, timeout: pytest.fail('the agent is asked for nothing'))
+    monkeypatch.setattr(_domain, 'libvirt_qemu', Agent(AssertionError('the agent is asked for nothing')))
     result = run_module(snapshot, {'domain': dom.name(), 'name': 'pre', 'disk_only': 'auto', 'quiesce': 'auto'})
     assert result['kind']['choice'].startswith('a disk-only snapshot cannot be made: the domain has internal '
                                                'snapshots (internal-one)')
