@@ -293,6 +293,12 @@ def choose_disk_only(planner: KindPlanner, root: ET.Element, name: str, location
     return True, 'the guest agent answers: a quiesced disk-only snapshot stalls the guest least'
 
 
+def freeze_failed(msg: str) -> bool:
+    """Whether libvirt's message of a failed quiesced snapshot says the guest agent did not freeze the file systems
+    (it made nothing then)."""
+    return "'guest-fsfreeze-freeze'" in msg or 'Guest agent is not responding' in msg
+
+
 class Preflight(t.NamedTuple):
     """A new snapshot that passed every check: its plan, the domain's state and disks as read for it, whether it is
     quiesced, why it is disk-only or not (with disk_only: auto, else None), and the disk files whose free space could

@@ -99,7 +99,8 @@ options:
         O(agent_timeout) seconds with the freeze and the thaw enabled (not disabled by qemu-ga's C(--block-rpcs));
         elsewhere a snapshot with memory (of a shut-off domain, of its disks). With
         O(quiesce=auto) the disk-only one is quiesced, so the guest stalls for milliseconds instead of being paused
-        while its memory is written.
+        while its memory is written; if the agent then fails to freeze (a file system that cannot freeze, a failing
+        fsfreeze hook), libvirt makes nothing and a snapshot with memory is taken instead, saying why.
       - Reverting to an external snapshot needs libvirt 9.9 or later; deleting one merges the overlay
         back into its backing image.
       - V(true), V(false) or V(auto) (any of Ansible's boolean words for the first two).
@@ -343,7 +344,13 @@ from ansible_collections.kvm.snapshots.plugins.module_utils._guards import (
     validate_text,
 )
 from ansible_collections.kvm.snapshots.plugins.module_utils._jobs import JOBS_OPTIONS, job_slot
-from ansible_collections.kvm.snapshots.plugins.module_utils._kind import LOCATIONS, Plan, preflight_snapshot
+from ansible_collections.kvm.snapshots.plugins.module_utils._kind import (
+    LOCATIONS,
+    Plan,
+    Preflight,
+    freeze_failed,
+    preflight_snapshot,
+)
 from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import (
     AnsibleLibvirtModule,
     LibvirtError,
@@ -407,33 +414,55 @@ class SnapshotManager:
                 f'Domain "{dom.name()}" still has the snapshot(s) {", ".join(others)}, which conflicts '
                 f'("{self.conflicts}") matches. Nothing was changed. Delete them first, or let this task delete them '
                 f'once "{self.name}" is taken (conflicts_action: delete).'))
-        pre = preflight_snapshot(
-            dom, self.name, self.client.libvirt_version, is_local_uri(self.client.uri), self.params['location'],
-            self.disk_only, self.quiesce, self.params['agent_timeout'],
-            self.params['free_space_margin_mb'])  # raises where it cannot be made
+        pre = self._preflight(dom, self.disk_only, self.quiesce)  # raises where it cannot be made
         plan = pre.plan
-        kind = {'location': plan.location, 'memory': plan.memory, 'reason': plan.reason}
-        if pre.choice is not None:
-            kind['choice'] = pre.choice
-        data = {'kind': kind, 'power_state': pre.state}
-        if pre.unchecked is not None:
-            data['free_space_unchecked'] = pre.unchecked
         if self.client.check_mode:
             predicted = self._predict(dom, plan, pre.state)
-            done = DomainResult(True, {'snapshot': predicted, **data}, summary(None),
+            done = DomainResult(True, {'snapshot': predicted, **self._kind_data(pre)}, summary(None),
                                 dict(summary(predicted), reason=plan.reason), plan.warnings)
             return self._delete_conflicts(dom, done, others)
         # only a paused domain can have been left so by an interrupted job (the state just read by the preflight:
         # no second libvirt call for a domain that runs or is shut off)
         resumed = resume_interrupted(dom, self.params['busy_timeout']) if pre.state == 'paused' else None
         with job_slot(self.client, f'Snapshot "{self.name}" of domain "{dom.name()}"'):
-            facts, made = create_snapshot(dom, self.name, self.description, plan, pre.quiesce,
-                                          is_local_uri(self.client.uri), self.params['busy_timeout'], pre.disks)
+            try:
+                facts, made = create_snapshot(dom, self.name, self.description, plan, pre.quiesce,
+                                              is_local_uri(self.client.uri), self.params['busy_timeout'], pre.disks)
+            except SnapshotError as exc:
+                # disk_only auto chose a quiesced disk-only snapshot and the guest agent failed to freeze (a file
+                # system that cannot freeze, a failing fsfreeze hook): libvirt made nothing, and a snapshot with
+                # memory is the kind that works
+                if pre.choice is None or not pre.quiesce or not freeze_failed(exc.msg) \
+                        or lookup_snapshot(dom, self.name) is not None:
+                    raise
+                pre = self._preflight(dom, False, False)._replace(
+                    choice=f'the guest agent failed to freeze the file systems ({exc.msg}): a snapshot with memory')
+                plan = pre.plan
+                facts, made = create_snapshot(dom, self.name, self.description, plan, False,
+                                              is_local_uri(self.client.uri), self.params['busy_timeout'], pre.disks)
+        data = self._kind_data(pre)
         # made is False when another run took the same name meanwhile: this run changed nothing
         done = DomainResult(made, {'snapshot': facts, **data}, summary(None if made else facts),
                             dict(summary(facts), reason=plan.reason) if made else summary(facts),
                             [*plan.warnings, resumed] if resumed else plan.warnings)
         return self._delete_conflicts(dom, done, others)
+
+    def _preflight(self, dom: t.Any, disk_only: bool | str, quiesce: bool | str) -> Preflight:
+        return preflight_snapshot(
+            dom, self.name, self.client.libvirt_version, is_local_uri(self.client.uri), self.params['location'],
+            disk_only, quiesce, self.params['agent_timeout'], self.params['free_space_margin_mb'])
+
+    @staticmethod
+    def _kind_data(pre: Preflight) -> dict[str, t.Any]:
+        """The result's kind of a new snapshot (its choice with disk_only auto), its power state, and the files whose
+        free space could not be read."""
+        kind = {'location': pre.plan.location, 'memory': pre.plan.memory, 'reason': pre.plan.reason}
+        if pre.choice is not None:
+            kind['choice'] = pre.choice
+        data = {'kind': kind, 'power_state': pre.state}
+        if pre.unchecked is not None:
+            data['free_space_unchecked'] = pre.unchecked
+        return data
 
     def _conflicting(self, dom: t.Any) -> list[str]:
         """The names of the snapshots of ``dom`` that ``conflicts`` matches, other than ``name`` (none without it)."""

@@ -510,6 +510,43 @@ def test_disk_only_auto_takes_memory_where_the_agent_has_freezing_disabled(run_m
                                     | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY)
 
 
+class _FreezeFails(_ExternalCapable):
+    """An external-capable domain whose quiesced snapshot fails as libvirt reports a failed freeze of the guest
+    agent, having made nothing."""
+
+    FAILURE = ("internal error: unable to execute QEMU agent command 'guest-fsfreeze-freeze': fsfreeze hook has "
+               "failed with status 1")
+
+    def snapshotCreateXML(self, xml, flags):
+        if flags & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE:
+            self.calls.append((xml, flags))
+            raise fake_error(1, self.FAILURE)
+        return super().snapshotCreateXML(xml, flags)
+
+
+@pytest.mark.parametrize('disk_only, fallback', [('auto', True), (True, False)])
+def test_a_failed_freeze_falls_back_to_memory_only_where_auto_chose(
+        run_module, run_failing, make_domain, monkeypatch, disk_only, fallback):
+    """disk_only auto chose a quiesced disk-only snapshot and the agent failed to freeze: a snapshot with memory,
+    saying why; disk_only true with quiesce true fails with libvirt's message, and nothing is made."""
+    dom = make_domain('running', agent=True)
+    proxy = _FreezeFails(dom)
+    monkeypatch.setattr(_libvirt.AnsibleLibvirtModule, 'lookup_domain', lambda self, name: proxy)
+    _libvirt_at(monkeypatch, 9_009_000)
+    monkeypatch.setattr(_domain, 'libvirt_qemu', Agent(guest_info()))
+    args = {'domain': dom.name(), 'name': 'pre', 'disk_only': disk_only, 'quiesce': 'auto' if fallback else True}
+    if not fallback:
+        assert _FreezeFails.FAILURE in run_failing(snapshot, args)['msg']
+        assert snapshot_names(dom) == []
+        return
+    result = run_module(snapshot, args)
+    assert [flags & libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE for _xml, flags in proxy.calls] == \
+        [libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE, 0]
+    assert result['kind']['choice'].startswith('the guest agent failed to freeze the file systems (Creating snapshot')
+    assert result['kind']['choice'].endswith('): a snapshot with memory') and 'fsfreeze hook' in result['kind']['choice']
+    assert result['kind']['memory'] != 'no' and stored_xml(dom, 'pre').find('memory').get('snapshot') != 'no'
+
+
 @pytest.mark.parametrize('value', ['maybe', 2, 'autox'])
 def test_disk_only_takes_true_false_or_auto(run_failing, make_domain, value):
     dom = make_domain('running')
