@@ -259,6 +259,9 @@ class GroupManager:
         if self.params['timeout'] < 1:
             raise SnapshotError(f'timeout must be 1 second or more, not {self.params["timeout"]}. Nothing was changed.')
         self.clients: dict[str, AnsibleLibvirtModule] = {client.uri: client}
+        # forked in present() before anything else (_release.py); it thaws or resumes the members of a window
+        # this process does not close
+        self.guard = ReleaseGuard(self.name)
         self.members = self._members(self.params['members'] or [])
         names = [m.domain for m in self.members]
         unknown = [n for n in self.params['order'] if n not in names]
@@ -302,6 +305,7 @@ class GroupManager:
             else:
                 result = self.reverted()
         finally:
+            self.guard.close()
             self.close()
         result['warnings'] = self.warnings
         return result
@@ -349,6 +353,8 @@ class GroupManager:
     # state=present
 
     def present(self) -> dict[str, t.Any]:
+        if not self.client.check_mode:
+            self.guard.start()  # now, while this process has no thread and no libvirt connection
         self._lookup()
         have = [m for m in self.members if m.snap is not None]
         if have:
@@ -514,9 +520,9 @@ class GroupManager:
                 raise SnapshotError(f'another run took snapshot "{self.name}" of domain "{member.domain}" meanwhile')
 
         # if this process dies inside the window, the guard thaws or resumes the members (_release.py)
-        guard = ReleaseGuard(self.name, mode, [(m.uri, m.domain) for m in running], timeout)
+        guard = self.guard
         if running:
-            guard.start()
+            guard.window(mode, [(m.uri, m.domain) for m in running], timeout)
         try:
             errors = _parallel(running, freeze)
             stage = 'freezing' if mode == 'agent' else 'pausing'
@@ -546,7 +552,7 @@ class GroupManager:
             if not thawed:
                 self._thaw_all(running, mode, errors, guard)
         finally:
-            guard.abandon()  # nothing after done(); else (a thaw failed, an error here) the guard releases them
+            guard.close()  # nothing after done(); else (a thaw failed, an error here) the guard releases them
         ends = [m.thawed_at for m in running if m.thawed_at] or [time.monotonic()]
         window_ms = int(round((max(ends) - min([m.frozen_at for m in running if m.frozen_at] or [started])) * 1000))
         if not errors and window_ms > timeout * 1000:

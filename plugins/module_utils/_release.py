@@ -9,150 +9,173 @@
 
 snapshot_group freezes (or pauses) every running member, snapshots them all, then thaws (resumes) them. If its
 process dies in between (``kill -9``, the out-of-memory killer, a signal to its process group), the guest agent
-keeps the file systems frozen, and libvirt the vCPUs paused, until somebody acts. So before the first freeze the
-module starts a release guard: a small Python process in a session of its own (a signal to the module's process
-group does not reach it), which reads what to release from a pipe and then waits on that pipe. The module writes
-``done`` once it has thawed or resumed every member itself; the guard then exits. If the pipe closes without it,
-the module is gone (the kernel closes a dead process's pipes, whatever killed it), and the guard waits for the
-members' libvirt jobs (a snapshot in progress) to end, at most until the group's ``timeout`` after the freeze, then
-thaws or resumes every member, and logs what it did to syslog.
-
-The guard's code is self-contained (the standard library and libvirt-python): the module's own code lives in
-Ansible's payload, which is not on disk for another process. The URIs go through the pipe, never on a command
-line (they may hold a password).
+keeps the file systems frozen, and libvirt the vCPUs paused, until somebody acts. So the module forks a release
+guard when it starts (before it has a thread or a libvirt connection: a fork of a process with threads can deadlock
+in libvirt): a copy of itself in a session of its own (a signal to the module's process group does not reach it),
+named ``kvmsnap-guard`` (``ps -C kvmsnap-guard``), which waits on a pipe. Before the first freeze the module writes
+what to release (the members and their URIs: never on a command line, they may hold a password), and ``done`` once
+it has thawed or resumed every member itself; the guard then exits. If the pipe closes after a window began and
+without ``done``, the module is gone (the kernel closes a dead process's pipes, whatever killed it) or its own thaw
+failed: the guard waits for the members' libvirt jobs (a snapshot in progress) to end, at most until the group's
+``timeout`` after the freeze, then thaws or resumes every member, through libvirt-python like the module, and logs
+what it did to syslog.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
+import syslog
 import time
 import typing as t
 
-from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError
+from ansible_collections.kvm.snapshots.plugins.module_utils._libvirt import SnapshotError, libvirt
 
 # How long the guard keeps trying to thaw or resume a member after the module died (a member's libvirt job, a
-# snapshot with memory of a large guest, can hold a resume for minutes).
+# snapshot with memory of a large guest, can hold a resume for minutes; libvirtd may be restarting).
 RELEASE_TRIES_SECONDS = 600
-
-# The first line names the guard in ps's output.
-GUARD_CODE = r'''# kvm.snapshots release guard: thaws or resumes the members of a group snapshot if snapshot_group dies
-import json, sys, syslog, time
-
-job = json.loads(sys.stdin.readline())
-if sys.stdin.read() == 'done':
-    sys.exit(0)
-
-
-def say(text):
-    line = 'kvm.snapshots.snapshot_group "%s": %s' % (job['name'], text)
-    syslog.openlog('kvm.snapshots', syslog.LOG_PID, syslog.LOG_USER)
-    syslog.syslog(syslog.LOG_WARNING, line)
-    sys.stderr.write(line + '\n')
-    sys.stderr.flush()
-
-
-import libvirt
-
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-action = 'thaw' if job['mode'] == 'agent' else 'resume'
-say('the module did not %s every member itself (it was killed, or its own %s failed); its release guard will %s %s'
-    % (action, action, action, ', '.join(domain for _uri, domain in job['members'])))
-found = {}  # (uri, domain) -> the domain, looked up again after an error (libvirtd may have restarted)
-
-
-def lookup(uri, domain):
-    if (uri, domain) not in found:
-        found[(uri, domain)] = libvirt.open(uri).lookupByName(domain)
-    return found[(uri, domain)]
-
-
-def busy():
-    for uri, domain in job['members']:
-        try:
-            if lookup(uri, domain).controlInfo(0)[0] != libvirt.VIR_DOMAIN_CONTROL_OK:
-                return True
-        except libvirt.libvirtError:
-            found.pop((uri, domain), None)
-    return False
-
-
-# A snapshot still being taken finishes first, inside the freeze, so that it holds the group's point in time; no
-# longer than the group's timeout allows.
-while busy():
-    if time.time() >= job['window_ends']:
-        say('a libvirt job of a member was still running when the window ran out: the group snapshot may not hold '
-            'one point in time; delete it (state: absent) and take it again')
-        break
-    time.sleep(0.1)
-
-give_up = time.time() + job['tries_seconds']
-pending = [tuple(member) for member in job['members']]
-while pending:
-    left = []
-    for uri, domain in pending:
-        try:
-            dom = lookup(uri, domain)
-            if job['mode'] == 'agent':
-                dom.fsThaw(None, 0)
-            elif dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
-                dom.resume()
-            say('domain %s: done (%s)' % (domain, 'thawed' if job['mode'] == 'agent' else 'running'))
-        except libvirt.libvirtError as exc:
-            found.pop((uri, domain), None)
-            if time.time() > give_up:
-                say('domain %s: gave up: %s' % (domain, exc.get_error_message()))
-            else:
-                left.append((uri, domain))
-    pending = left
-    if pending:
-        time.sleep(0.5)
-'''
+GUARD_NAME = 'kvmsnap-guard'  # its /proc/PID/comm, what ps shows
 
 
 class ReleaseGuard:
-    """The guard of one window: ``start`` before the first freeze or pause, ``done`` once every member is thawed
-    or resumed. A window that ends any other way (an exception, the process killed) leaves the guard to do it."""
+    """The release guard of one module run: ``start`` it before anything else, ``window`` before the first freeze
+    or pause, ``done`` once every member is thawed or resumed; ``close`` at the end. ``log``: a file the guard also
+    writes its messages to (the tests read it)."""
 
-    def __init__(self, name: str, mode: str, members: list[tuple[str, str]], timeout: int,
-                 stderr: t.Any = subprocess.DEVNULL) -> None:
-        self.job = {'name': name, 'mode': mode, 'members': members, 'timeout': timeout,
-                    'tries_seconds': RELEASE_TRIES_SECONDS}
-        self.stderr = stderr
-        self.proc: subprocess.Popen[str] | None = None
+    def __init__(self, name: str, log: str | None = None) -> None:
+        self.name = name
+        self.log = log
+        self.pid: int | None = None
+        self._pipe: int | None = None
 
     def start(self) -> None:
-        """Start the guard; a guard that cannot be started fails the run before anything is frozen."""
-        self.job['window_ends'] = time.time() + self.job['timeout']
+        """Fork the guard; one that cannot be forked fails the run before anything is read or changed."""
         try:
-            self.proc = subprocess.Popen(  # pylint: disable=consider-using-with  # it outlives this call by design
-                [sys.executable, '-c', GUARD_CODE], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                stderr=self.stderr, start_new_session=True, close_fds=True, text=True)
-            if self.proc.stdin is None:
-                raise OSError('no pipe to the guard')
-            self.proc.stdin.write(json.dumps(self.job) + '\n')
-            self.proc.stdin.flush()
+            read_end, write_end = os.pipe()
+            pid = os.fork()
         except OSError as exc:
-            raise SnapshotError(f'Group snapshot "{self.job["name"]}": the process that would thaw or resume the '
-                                f'members if this one died cannot be started ({exc}). Nothing was changed.') from None
+            raise SnapshotError(f'Group snapshot "{self.name}": the process that would thaw or resume the members if '
+                                f'this one died cannot be started ({exc.strerror}). Nothing was changed.') from None
+        if pid == 0:  # the guard: never back into the module
+            try:
+                os.close(write_end)
+                _guard(read_end, self.name, self.log)
+            finally:
+                os._exit(0)  # pylint: disable=protected-access  # no atexit of the module's, no output of its own
+        os.close(read_end)
+        self.pid, self._pipe = pid, write_end
+
+    def window(self, mode: str, members: list[tuple[str, str]], timeout: int) -> None:
+        """The window begins: what the guard releases if it gets no ``done``."""
+        self._write(json.dumps({'mode': mode, 'members': members, 'window_ends': time.time() + timeout}) + '\n')
 
     def done(self) -> None:
-        """Every member is released: the guard exits, without touching them, once it reads this (not waited for:
-        it may still be starting, and the module has no more need of it)."""
-        if self.proc is None or self.proc.stdin is None or self.proc.stdin.closed:
-            return
-        try:
-            self.proc.stdin.write('done')
-            self.proc.stdin.close()
-        except OSError:
-            pass  # a guard that is gone already
+        """Every member is released: the guard exits without touching them."""
+        self._write('done')
+        self.close()
 
-    def abandon(self) -> None:
-        """Not every member is released (a thaw or resume failed, or an error of the module itself): the guard
-        keeps trying. Nothing after ``done``."""
-        if self.proc is not None and self.proc.stdin is not None and not self.proc.stdin.closed:
+    def close(self) -> None:
+        """No more to say: after ``window`` and without ``done`` (a thaw failed, an error of the module), the guard
+        releases the members; else it just exits."""
+        if self._pipe is not None:
+            os.close(self._pipe)
+            self._pipe = None
+
+    def _write(self, text: str) -> None:
+        if self._pipe is not None:
             try:
-                self.proc.stdin.close()
+                os.write(self._pipe, text.encode())
             except OSError:
-                pass
+                pass  # a guard that is gone already
+
+
+def _guard(pipe: int, name: str, log: str | None) -> None:
+    """The guard's life: detach, wait for the module's word, release the members when it does not come."""
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # the module's output is Ansible's; the guard says nothing there
+        os.dup2(devnull, fd)
+    try:
+        with open('/proc/self/comm', 'w', encoding='ascii') as comm:
+            comm.write(GUARD_NAME)
+    except OSError:
+        pass  # not Linux: the guard only looks like the module in ps
+    said = b''
+    while True:
+        chunk = os.read(pipe, 65536)
+        if not chunk:
+            break
+        said += chunk
+    job_line, _newline, rest = said.decode().partition('\n')
+    if not job_line or rest == 'done':
+        return  # no window, or one the module closed itself
+    Release(name, json.loads(job_line), log).run()
+
+
+class Release:
+    """What the guard does after a window the module did not close: wait out the snapshots in progress, then thaw
+    or resume every member, looking each one up again after an error (libvirtd may be restarting)."""
+
+    def __init__(self, name: str, job: dict[str, t.Any], log: str | None) -> None:
+        self.name = name
+        self.mode = job['mode']
+        self.members = [tuple(member) for member in job['members']]
+        self.window_ends = job['window_ends']
+        self.log = log
+        self.found: dict[tuple[str, str], t.Any] = {}
+        self.action = 'thaw' if self.mode == 'agent' else 'resume'
+
+    def say(self, text: str) -> None:
+        line = f'kvm.snapshots.snapshot_group "{self.name}": {text}'
+        syslog.openlog('kvm.snapshots', syslog.LOG_PID, syslog.LOG_USER)
+        syslog.syslog(syslog.LOG_WARNING, line)
+        if self.log:
+            with open(self.log, 'a', encoding='utf-8') as handle:
+                handle.write(line + '\n')
+
+    def lookup(self, uri: str, domain: str) -> t.Any:
+        if (uri, domain) not in self.found:
+            self.found[(uri, domain)] = libvirt.open(uri).lookupByName(domain)
+        return self.found[(uri, domain)]
+
+    def busy(self) -> bool:
+        for uri, domain in self.members:
+            try:
+                if self.lookup(uri, domain).controlInfo(0)[0] != libvirt.VIR_DOMAIN_CONTROL_OK:
+                    return True
+            except libvirt.libvirtError:
+                self.found.pop((uri, domain), None)
+        return False
+
+    def run(self) -> None:
+        self.say(f'the module did not {self.action} every member itself (it was killed, or its own {self.action} '
+                 f'failed); its release guard will {self.action} {", ".join(d for _u, d in self.members)}')
+        # a snapshot still being taken finishes first, inside the freeze, so that it holds the group's point in time;
+        # no longer than the group's timeout allows
+        while self.busy():
+            if time.time() >= self.window_ends:
+                self.say('a libvirt job of a member was still running when the window ran out: the group snapshot may '
+                         'not hold one point in time; delete it (state: absent) and take it again')
+                break
+            time.sleep(0.1)
+        give_up = time.time() + RELEASE_TRIES_SECONDS
+        pending = list(self.members)
+        while pending:
+            left = []
+            for uri, domain in pending:
+                try:
+                    dom = self.lookup(uri, domain)
+                    if self.mode == 'agent':
+                        dom.fsThaw(None, 0)
+                    elif dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                        dom.resume()
+                    self.say(f'domain {domain}: done ({"thawed" if self.mode == "agent" else "running"})')
+                except libvirt.libvirtError as exc:
+                    self.found.pop((uri, domain), None)
+                    if time.time() > give_up:
+                        self.say(f'domain {domain}: gave up: {exc.get_error_message()}')
+                    else:
+                        left.append((uri, domain))
+            pending = left
+            if pending:
+                time.sleep(0.5)

@@ -148,8 +148,8 @@ notes:
     members (at most O(hypervisor_jobs)); with fewer slots than members on a hypervisor, their snapshots take turns
     inside the window, which then lasts longer. A revert or a delete holds one slot for each member's job.
   - If the module's process dies inside the window (killed, out of memory, its process group signalled), a release
-    guard it started before the first freeze, a process in a session of its own, waits for the snapshots libvirt is
-    taking and then thaws or resumes every member, and logs that to syslog. A group that only some members hold
+    guard it forked when it started (a copy of itself in a session of its own, named C(kvmsnap-guard)) waits for
+    the snapshots libvirt is taking and then thaws or resumes every member, and logs that to syslog. A group that only some members hold
     afterwards is refused by the next run; delete it with O(state=absent).
   - A disk-only snapshot taken with O(freeze=agent) is consistent at the file-system level in every member, as
     after a sync, but holds no memory; applications that keep state only in memory should use O(freeze=pause).

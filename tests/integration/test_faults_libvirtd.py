@@ -204,8 +204,9 @@ def test_libvirtd_killed_inside_a_group_window(private_libvirtd, private_blob, m
 
 
 def _has_guard_mark(pid: int) -> bool:
+    """Whether pid is the release guard snapshot_group forked (named kvmsnap-guard)."""
     try:
-        with open(f'/proc/{pid}/cmdline', 'rb') as handle:
-            return b'# kvm.snapshots release guard' in handle.read()
+        with open(f'/proc/{pid}/comm', encoding='ascii') as handle:
+            return handle.read().strip() == 'kvmsnap-guard'
     except OSError:
         return False

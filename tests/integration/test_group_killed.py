@@ -5,8 +5,8 @@
 members all the same; what libvirt finished of the group is either whole or refused by the next run.
 
 The run is a real ``ansible`` process (fault_fixtures.ModuleRun). QEMU of the shared Debian guest is stopped
-(SIGSTOP) while libvirt takes the guest's snapshot, once the module has started its guard (so the members are
-frozen or paused and the module cannot get to its own thaw); then every process of the run is SIGKILLed but the
+(SIGSTOP) while libvirt takes the guest's snapshot, inside the window (the members frozen or paused, so the module
+cannot get to its own thaw); then every process of the run is SIGKILLed but the
 guard, as a kill of the module and its parents, or of their process groups, leaves it; then QEMU goes on. Checked
 with virsh and the guest agent (guest-fsfreeze-status).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import signal
 
 import libvirt
@@ -26,16 +27,15 @@ from kslab.processes import frozen_mid_job, job_active, pid_alive, wait_until
 # pytest finds fixtures by name in the test module: import the shared ones
 from test_modules_common import blank, guest, independent  # noqa: F401  # pylint: disable=unused-import
 
-GUARD_MARK = b'# kvm.snapshots release guard'
+GUARD_NAME = 'kvmsnap-guard'  # the release guard's name in ps (_release.GUARD_NAME)
 
 
 def guard_of(run) -> int | None:
-    """The pid of the release guard the module started, once it runs."""
+    """The pid of the release guard the module forked (named kvmsnap-guard), once it runs."""
     for pid in run.tree():
         with contextlib.suppress(OSError):
-            with open(f'/proc/{pid}/cmdline', 'rb') as handle:
-                if GUARD_MARK in handle.read():
-                    return pid
+            if pathlib.Path(f'/proc/{pid}/comm').read_text().strip() == GUARD_NAME:
+                return pid
     return None
 
 
@@ -52,11 +52,13 @@ def test_killed_inside_the_window_releases_every_member(freeze, guest, blank, in
     dom = conn.lookupByName(guest)
     qemu = int(open(STACK.host_path(f'/run/libvirt/qemu/{guest}.pid'), encoding='ascii').read().strip())
 
+    overlay = os.path.splitext(lab.disk_paths(guest)[0])[0] + '.killed'
+
     def in_the_window() -> bool:
-        # the guard runs only from just before the first freeze or pause; a libvirt job on the guest then is its
-        # snapshot (a freeze is an agent job, which the domain's control info does not show)
-        paused = dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
-        return guard_of(run) is not None and (freeze == 'agent' or paused)
+        # inside the window: the guest paused by the module (pause), or libvirt making the overlay of its snapshot,
+        # which the module asks for only once every member is frozen (agent)
+        inside = dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED if freeze == 'pause' else os.path.exists(overlay)
+        return guard_of(run) is not None and inside
 
     run = module('snapshot_group', args)
     with frozen_mid_job(qemu, dom, 'the group snapshot of the guest', in_the_window):
